@@ -1,0 +1,430 @@
+//! `Desired`: the validated config, with defaults applied, `~` resolved and
+//! secrets kept as references. Everything downstream (plan, apply, the
+//! daemon) works from this, never from the raw file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{Locator, Problem};
+use super::raw::{LogLevel, PermissionMode, RawAgent, RawConfig, RawProfile, Transport};
+use super::secret::{Secret, SecretRef, valid_env_name};
+use crate::fsutil::expand_tilde;
+use crate::paths::{AgentId, Home, ProfileName};
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The config file as the user named it (absolute, symlinks not resolved,
+    /// so a nix symlink swap is followed).
+    pub source: PathBuf,
+    pub daemon: DaemonSettings,
+    pub profiles: BTreeMap<ProfileName, Profile>,
+    /// Accepted but worth telling the user (e.g. an inline API key).
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    pub claude_binary: String,
+    pub permission_mode: PermissionMode,
+    pub max_concurrent_wakes: u32,
+    pub wake_timeout: Duration,
+    pub log_level: LogLevel,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            claude_binary: "claude".to_string(),
+            permission_mode: PermissionMode::Default,
+            max_concurrent_wakes: default_concurrency(),
+            wake_timeout: Duration::from_secs(90 * 60),
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+/// The original's rule: half the CPUs, rounded up, at most 8.
+fn default_concurrency() -> u32 {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    cpus.div_ceil(2).clamp(1, 8) as u32
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    /// Normalised: no trailing `/` or `/v1`.
+    pub url: String,
+    pub transport: Transport,
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: ProfileName,
+    pub server: Server,
+    pub api_key: SecretRef,
+    pub workspace_root: Option<PathBuf>,
+    /// Present when the profile's service unit should be installed.
+    pub service: Option<ServiceSettings>,
+    pub agents: BTreeMap<AgentId, Agent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    pub restart_sec: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: AgentId,
+    pub name: String,
+    pub role: String,
+    pub chief: bool,
+    pub reports_to: String,
+    pub workspace_slug: String,
+    pub workdir: Option<PathBuf>,
+    pub append_system_prompt: Option<String>,
+}
+
+/// Normalise a server URL as the original does (trim `/` and a trailing
+/// `/v1`); the scheme must be http or https.
+pub fn normalize_server_url(raw: &str) -> Result<String, String> {
+    let mut url = raw.trim().trim_end_matches('/').to_string();
+    if let Some(stripped) = url.strip_suffix("/v1") {
+        url = stripped.trim_end_matches('/').to_string();
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("server URL must start with http:// or https://, got {raw:?}"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("server URL has no host: {raw:?}"));
+    }
+    Ok(url)
+}
+
+pub fn validate(
+    raw: RawConfig,
+    source: PathBuf,
+    home: &Home,
+    loc: &Locator,
+) -> Result<Desired, Vec<Problem>> {
+    let mut v = Validator {
+        loc,
+        home,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let daemon = v.daemon(&raw);
+    let servers = v.servers(&raw);
+    let mut profiles = BTreeMap::new();
+    for (name, rp) in &raw.profiles {
+        if let Some(p) = v.profile(name, rp, &servers) {
+            profiles.insert(p.name.clone(), p);
+        }
+    }
+    if v.problems.is_empty() {
+        Ok(Desired {
+            source,
+            daemon,
+            profiles,
+            warnings: v.warnings,
+        })
+    } else {
+        Err(v.problems)
+    }
+}
+
+struct Validator<'a> {
+    loc: &'a Locator<'a>,
+    home: &'a Home,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+fn path(segments: &[&str]) -> Vec<String> {
+    segments.iter().map(|s| s.to_string()).collect()
+}
+
+impl Validator<'_> {
+    fn error(&mut self, at: &[&str], message: impl Into<String>) {
+        let p = self.loc.at_path(&path(at), message);
+        self.problems.push(p);
+    }
+
+    fn daemon(&mut self, raw: &RawConfig) -> DaemonSettings {
+        let d = &raw.daemon;
+        let defaults = DaemonSettings::default();
+        if let Some(0) = d.max_concurrent_wakes {
+            self.error(&["daemon", "max_concurrent_wakes"], "must be at least 1");
+        }
+        if let Some(0) = d.wake_timeout_sec {
+            self.error(&["daemon", "wake_timeout_sec"], "must be at least 1 second");
+        }
+        let claude_binary = match &d.claude_binary {
+            Some(b) if b.trim().is_empty() => {
+                self.error(
+                    &["daemon", "claude_binary"],
+                    "must not be empty; use a name on PATH (e.g. \"claude\") or an absolute path",
+                );
+                defaults.claude_binary.clone()
+            }
+            Some(b) if b.contains('/') && !b.starts_with('/') && !b.starts_with("~/") => {
+                self.error(&["daemon", "claude_binary"], "must be a name looked up on PATH or an absolute path (or ~/…), not a relative path");
+                defaults.claude_binary.clone()
+            }
+            Some(b) => expand_tilde(b, &self.home.home).display().to_string(),
+            None => defaults.claude_binary.clone(),
+        };
+        DaemonSettings {
+            claude_binary,
+            permission_mode: d.permission_mode.unwrap_or(defaults.permission_mode),
+            max_concurrent_wakes: d
+                .max_concurrent_wakes
+                .unwrap_or(defaults.max_concurrent_wakes),
+            wake_timeout: d
+                .wake_timeout_sec
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.wake_timeout),
+            log_level: d.log_level.unwrap_or(defaults.log_level),
+        }
+    }
+
+    fn servers(&mut self, raw: &RawConfig) -> BTreeMap<String, Server> {
+        let mut out = BTreeMap::new();
+        for (name, s) in &raw.servers {
+            match normalize_server_url(&s.url) {
+                Ok(url) => {
+                    out.insert(
+                        name.clone(),
+                        Server {
+                            name: name.clone(),
+                            url,
+                            transport: s.transport.unwrap_or(Transport::Ws),
+                            insecure: s.insecure.unwrap_or(false),
+                        },
+                    );
+                }
+                Err(e) => self.error(&["servers", name, "url"], e),
+            }
+        }
+        out
+    }
+
+    /// An absolute path, or `~/…`; anything else is ambiguous for a file
+    /// that may be generated or live in a store.
+    fn abs_path(&mut self, at: &[&str], raw: &str) -> Option<PathBuf> {
+        let p = expand_tilde(raw.trim(), &self.home.home);
+        if raw.trim().is_empty() {
+            self.error(at, "must not be empty");
+            None
+        } else if !p.is_absolute() {
+            self.error(
+                at,
+                format!("must be an absolute path or start with ~/, got {raw:?}"),
+            );
+            None
+        } else {
+            Some(p)
+        }
+    }
+
+    fn profile(
+        &mut self,
+        name: &str,
+        rp: &RawProfile,
+        servers: &BTreeMap<String, Server>,
+    ) -> Option<Profile> {
+        let before = self.problems.len();
+        let pname = match ProfileName::parse(name) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.error(&["profiles", name], e);
+                None
+            }
+        };
+        let server = match servers.get(&rp.server) {
+            Some(s) => Some(s.clone()),
+            None => {
+                let known: Vec<&str> = servers.keys().map(String::as_str).collect();
+                let known = if known.is_empty() {
+                    "none (add a [servers.<name>] table with a url)".to_string()
+                } else {
+                    known.join(", ")
+                };
+                self.error(
+                    &["profiles", name, "server"],
+                    format!("unknown server {:?}; known: {known}", rp.server),
+                );
+                None
+            }
+        };
+        let api_key = self.api_key(name, rp);
+        let workspace_root = rp
+            .workspace_root
+            .as_deref()
+            .and_then(|w| self.abs_path(&["profiles", name, "workspace_root"], w));
+        let service = rp
+            .service
+            .as_ref()
+            .filter(|s| s.enable.unwrap_or(true))
+            .map(|s| ServiceSettings {
+                restart_sec: s.restart_sec.unwrap_or(5),
+            });
+        if let Some(0) = rp.service.as_ref().and_then(|s| s.restart_sec) {
+            self.error(
+                &["profiles", name, "service", "restart_sec"],
+                "must be at least 1",
+            );
+        }
+        let mut agents = BTreeMap::new();
+        for (id, ra) in &rp.agents {
+            if let Some(a) = self.agent(name, id, ra) {
+                agents.insert(a.id.clone(), a);
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Profile {
+            name: pname?,
+            server: server?,
+            api_key: api_key?,
+            workspace_root,
+            service,
+            agents,
+        })
+    }
+
+    fn api_key(&mut self, name: &str, rp: &RawProfile) -> Option<SecretRef> {
+        let given = [
+            rp.api_key_file.is_some(),
+            rp.api_key_env.is_some(),
+            rp.api_key.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if given == 0 {
+            self.error(
+                &["profiles", name],
+                "no API key: set api_key_file (recommended), api_key_env, or api_key",
+            );
+            return None;
+        }
+        if given > 1 {
+            self.error(
+                &["profiles", name],
+                "set only one of api_key_file, api_key_env and api_key",
+            );
+            return None;
+        }
+        if let Some(f) = &rp.api_key_file {
+            return self
+                .abs_path(&["profiles", name, "api_key_file"], f)
+                .map(SecretRef::File);
+        }
+        if let Some(var) = &rp.api_key_env {
+            if !valid_env_name(var) {
+                // Never echo the value: users sometimes paste the key here.
+                self.error(
+                    &["profiles", name, "api_key_env"],
+                    "must be the NAME of an environment variable (letters, digits, _), not the key itself",
+                );
+                return None;
+            }
+            return Some(SecretRef::Env(var.clone()));
+        }
+        let key = rp.api_key.as_deref().unwrap_or_default();
+        if !key.starts_with("sk_machine_") {
+            self.error(
+                &["profiles", name, "api_key"],
+                "must start with sk_machine_",
+            );
+            return None;
+        }
+        self.warnings.push(self.loc.at_path(
+            &path(&["profiles", name, "api_key"]),
+            "the API key is written inline; move it to api_key_file or api_key_env so this file can be shared or committed",
+        ));
+        Some(SecretRef::Inline(Secret::new(key)))
+    }
+
+    fn agent(&mut self, profile: &str, id: &str, ra: &RawAgent) -> Option<Agent> {
+        let agent_id = match AgentId::parse(id) {
+            Ok(a) => a,
+            Err(e) => {
+                self.error(&["profiles", profile, "agents", id], e);
+                return None;
+            }
+        };
+        let workdir = match ra.workdir.as_deref() {
+            Some(w) => Some(self.abs_path(&["profiles", profile, "agents", id, "workdir"], w)?),
+            None => None,
+        };
+        let chief = ra.chief.unwrap_or(false);
+        Some(Agent {
+            name: ra.name.clone().unwrap_or_else(|| id.to_string()),
+            role: ra.role.clone().unwrap_or_else(|| "staff".to_string()),
+            chief,
+            reports_to: ra
+                .reports_to
+                .clone()
+                .unwrap_or_else(|| if chief { "self" } else { "(unset)" }.to_string()),
+            workspace_slug: ra
+                .workspace_slug
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+            workdir,
+            append_system_prompt: ra
+                .append_system_prompt
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+            id: agent_id,
+        })
+    }
+}
+
+impl Desired {
+    pub fn profile(&self, name: &ProfileName) -> Option<&Profile> {
+        self.profiles.get(name)
+    }
+}
+
+impl Profile {
+    /// Where claude runs for an agent (PROTOCOL §6.3): the agent's `workdir`,
+    /// else `<workspace_root>/<id>/workspace`, else the workspace's own
+    /// `workspace/` directory.
+    pub fn agent_cwd(&self, agent: &Agent, agent_dir: &Path) -> PathBuf {
+        if let Some(w) = &agent.workdir {
+            w.clone()
+        } else if let Some(root) = &self.workspace_root {
+            root.join(agent.id.as_str()).join("workspace")
+        } else {
+            agent_dir.join("workspace")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_normalisation() {
+        assert_eq!(normalize_server_url("https://a.b/").unwrap(), "https://a.b");
+        assert_eq!(
+            normalize_server_url("https://a.b/v1").unwrap(),
+            "https://a.b"
+        );
+        assert_eq!(
+            normalize_server_url("http://a.b/pre/v1/").unwrap(),
+            "http://a.b/pre"
+        );
+        assert!(normalize_server_url("ftp://a.b").is_err());
+        assert!(normalize_server_url("https://").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! cloudagent-daemon: connects a developer machine to a cloudagent backend
+//! and runs the Claude Code CLI for the messages its agents receive. The
+//! setup is declarative: `cloudagent.toml` → `config::Desired` →
+//! `reconcile` (plan/apply).
+
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod logging;
+pub mod paths;
+pub mod reconcile;
+pub mod service;
+pub mod workspace;

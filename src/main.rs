@@ -1,0 +1,9 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cloudagent_daemon::cli::Cli::parse();
+    cloudagent_daemon::logging::init_cli();
+    cloudagent_daemon::cli::run(cli)
+}

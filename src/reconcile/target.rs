@@ -1,0 +1,205 @@
+//! From `Desired` to the concrete paths, contents and modes a machine should
+//! have. No IO except reading the environment for an `api_key_env` that a
+//! service unit must embed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::model::{Display, Entry, UnitTarget, Want};
+use crate::config::{Desired, Profile, SecretRef};
+use crate::paths::{Home, ProfileName, ProfilePaths};
+use crate::service::{Platform, UnitSpec, service_path};
+use crate::workspace::{self, AgentLayout, Identity};
+
+/// Machine facts the target depends on.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub home: Home,
+    /// Absolute path of this binary: the MCP bridge claude starts, and the
+    /// program a service unit runs.
+    pub exe: PathBuf,
+    pub platform: Platform,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub config: PathBuf,
+    pub profiles: BTreeMap<ProfileName, ProfileTarget>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProfileTarget {
+    pub name: ProfileName,
+    pub paths: ProfilePaths,
+    /// The profile's own directories.
+    pub dirs: Vec<Entry>,
+    pub agents: BTreeMap<String, AgentTarget>,
+    pub service: ServiceWant,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentTarget {
+    pub dir: PathBuf,
+    pub entries: Vec<Entry>,
+    /// The cwd override file, when `workdir` is set (pruned when unset).
+    pub cwd_override: PathBuf,
+    pub wants_cwd_override: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum ServiceWant {
+    None,
+    Unit(UnitTarget),
+    /// The unit cannot be rendered (e.g. its key is missing); an existing
+    /// unit is left as it is.
+    Error(String),
+}
+
+pub fn build(desired: &Desired, ctx: &Context) -> Target {
+    let profiles = desired
+        .profiles
+        .values()
+        .map(|p| (p.name.clone(), profile_target(desired, p, ctx)))
+        .collect();
+    Target {
+        config: desired.source.clone(),
+        profiles,
+    }
+}
+
+fn dir(path: PathBuf, mode: u32) -> Entry {
+    Entry {
+        path,
+        want: Want::Dir { mode: Some(mode) },
+    }
+}
+
+fn file(path: PathBuf, content: String, mode: u32) -> Entry {
+    Entry {
+        path,
+        want: Want::File {
+            content,
+            mode,
+            create_only: false,
+            display: Display::Plain,
+        },
+    }
+}
+
+fn profile_target(desired: &Desired, profile: &Profile, ctx: &Context) -> ProfileTarget {
+    let paths = ctx.home.profile(&profile.name);
+    let dirs = vec![dir(paths.base.clone(), 0o700), dir(paths.logs_dir(), 0o700)];
+    let agents = profile
+        .agents
+        .values()
+        .map(|agent| {
+            let layout = AgentLayout::new(&paths, &agent.id);
+            let identity = Identity::from_agent(agent);
+            let cwd = profile.agent_cwd(agent, &layout.dir);
+            let mut entries = vec![
+                dir(layout.dir.clone(), 0o755),
+                dir(layout.notes(), 0o755),
+                dir(layout.claude(), 0o755),
+                dir(layout.meta(), 0o700),
+                Entry {
+                    path: layout.memory(),
+                    want: Want::File {
+                        content: workspace::memory_md(&identity),
+                        mode: 0o644,
+                        create_only: true,
+                        display: Display::Plain,
+                    },
+                },
+                file(layout.identity(), identity.to_json(), 0o600),
+                file(
+                    layout.mcp_config(),
+                    workspace::mcp_config_json(&ctx.exe, &agent.id, &profile.name),
+                    0o644,
+                ),
+            ];
+            if let Some(w) = &agent.workdir {
+                entries.push(file(layout.cwd_override(), w.display().to_string(), 0o644));
+            }
+            entries.push(Entry {
+                path: cwd,
+                want: Want::Dir { mode: None },
+            });
+            (
+                agent.id.to_string(),
+                AgentTarget {
+                    dir: layout.dir.clone(),
+                    entries,
+                    cwd_override: layout.cwd_override(),
+                    wants_cwd_override: agent.workdir.is_some(),
+                },
+            )
+        })
+        .collect();
+    let service = match &profile.service {
+        None => ServiceWant::None,
+        Some(settings) => {
+            let secret_env = match &profile.api_key {
+                SecretRef::Env(var) => match profile.api_key.resolve() {
+                    Ok(value) => Some((var.clone(), value)),
+                    Err(e) => {
+                        return ProfileTarget {
+                            name: profile.name.clone(),
+                            paths,
+                            dirs,
+                            agents,
+                            service: ServiceWant::Error(format!(
+                                "{e}; the service unit has to carry the key because a service does not see your shell's environment (or use api_key_file)"
+                            )),
+                        };
+                    }
+                },
+                _ => None,
+            };
+            let mut env = vec![(
+                "PATH".to_string(),
+                service_path(
+                    &ctx.home,
+                    &ctx.exe,
+                    &desired.daemon.claude_binary,
+                    ctx.platform,
+                ),
+            )];
+            if !profile.name.is_default() {
+                env.push((
+                    "CLOUDAGENT_DAEMON_PROFILE".to_string(),
+                    profile.name.to_string(),
+                ));
+            }
+            let spec = UnitSpec {
+                profile: profile.name.clone(),
+                program: ctx.exe.clone(),
+                args: vec![
+                    "start".to_string(),
+                    "--profile".to_string(),
+                    profile.name.to_string(),
+                    "--config".to_string(),
+                    desired.source.display().to_string(),
+                ],
+                env,
+                secret_env,
+                restart_sec: settings.restart_sec,
+                working_dir: ctx.home.home.clone(),
+                log_dir: paths.logs_dir(),
+            };
+            ServiceWant::Unit(UnitTarget {
+                platform: ctx.platform,
+                name: ctx.platform.unit_name(&profile.name),
+                path: ctx.platform.unit_path(&ctx.home, &profile.name),
+                content: spec.render(ctx.platform),
+                mode: spec.mode(),
+            })
+        }
+    };
+    ProfileTarget {
+        name: profile.name.clone(),
+        paths,
+        dirs,
+        agents,
+        service,
+    }
+}

@@ -1,0 +1,175 @@
+//! systemd user unit (PROTOCOL §8.1, minus its ODDs: no `NO_PROXY=*`, no
+//! `PYTHONUNBUFFERED`, a unit carrying a key is 0600, and arguments are
+//! quoted so paths with spaces survive).
+
+use std::fmt::Write;
+
+use super::{UnitSpec, is_public_env};
+
+pub fn render(spec: &UnitSpec) -> String {
+    let mut out = String::new();
+    let description = if spec.profile.is_default() {
+        "cloudagent local daemon".to_string()
+    } else {
+        format!("cloudagent local daemon (profile {})", spec.profile)
+    };
+    let exec = std::iter::once(spec.program.display().to_string())
+        .chain(spec.args.iter().cloned())
+        .map(|a| quote_exec_word(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = writeln!(out, "[Unit]");
+    let _ = writeln!(out, "Description={}", escape_specifiers(&description));
+    let _ = writeln!(out, "After=network-online.target");
+    let _ = writeln!(out, "Wants=network-online.target");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[Service]");
+    let _ = writeln!(out, "Type=simple");
+    let _ = writeln!(out, "ExecStart={exec}");
+    let _ = writeln!(out, "Restart=always");
+    let _ = writeln!(out, "RestartSec={}", spec.restart_sec);
+    let _ = writeln!(
+        out,
+        "WorkingDirectory={}",
+        quote_value(&spec.working_dir.display().to_string())
+    );
+    for (k, v) in &spec.env {
+        let _ = writeln!(out, "Environment={}", quote_value(&format!("{k}={v}")));
+    }
+    if let Some((k, v)) = &spec.secret_env {
+        let _ = writeln!(
+            out,
+            "Environment={}",
+            quote_value(&format!("{k}={}", v.expose()))
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[Install]");
+    let _ = writeln!(out, "WantedBy=default.target");
+    out
+}
+
+/// `%` starts a specifier everywhere in a unit file.
+fn escape_specifiers(s: &str) -> String {
+    s.replace('%', "%%")
+}
+
+fn needs_quotes(s: &str) -> bool {
+    s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
+}
+
+fn c_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One word of ExecStart: specifiers and `$` escaped, quoted when needed.
+fn quote_exec_word(s: &str) -> String {
+    let s = escape_specifiers(s).replace('$', "$$");
+    if needs_quotes(&s) {
+        format!("\"{}\"", c_escape(&s))
+    } else {
+        s
+    }
+}
+
+/// A whole `Environment=` / `WorkingDirectory=` value.
+fn quote_value(s: &str) -> String {
+    let s = escape_specifiers(s);
+    if needs_quotes(&s) {
+        format!("\"{}\"", c_escape(&s))
+    } else {
+        s
+    }
+}
+
+/// Mask the value of every `Environment=` assignment whose variable is not
+/// known to be public.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let masked = body.strip_prefix("Environment=").and_then(|rest| {
+            let unquoted = rest.trim_start_matches('"');
+            let (name, _) = unquoted.split_once('=')?;
+            (!is_public_env(name)).then(|| {
+                let q = if rest.starts_with('"') { "\"" } else { "" };
+                format!("Environment={q}{name}=(sensitive){q}")
+            })
+        });
+        match masked {
+            Some(m) => {
+                out.push_str(&m);
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Secret;
+    use crate::paths::ProfileName;
+
+    fn spec(profile: &str) -> UnitSpec {
+        UnitSpec {
+            profile: ProfileName::parse(profile).unwrap(),
+            program: PathBuf::from("/home/u/.local/bin/cloudagent-daemon"),
+            args: vec![
+                "start".into(),
+                "--profile".into(),
+                profile.into(),
+                "--config".into(),
+                "/home/u/My Config/cloudagent.toml".into(),
+            ],
+            env: vec![("PATH".into(), "/home/u/.local/bin:/usr/bin:/bin".into())],
+            secret_env: None,
+            restart_sec: 5,
+            working_dir: PathBuf::from("/home/u"),
+            log_dir: PathBuf::from("/home/u/.cloudagent/daemon/logs"),
+        }
+    }
+
+    #[test]
+    fn renders_default_profile_unit() {
+        insta::assert_snapshot!(render(&spec("default")));
+    }
+
+    #[test]
+    fn secret_env_is_rendered_and_redacted() {
+        let mut s = spec("fr");
+        s.secret_env = Some(("CA_KEY".into(), Secret::new("sk_machine_s3cret")));
+        let text = render(&s);
+        assert!(text.contains("Environment=CA_KEY=sk_machine_s3cret"));
+        let shown = redact(&text);
+        assert!(!shown.contains("s3cret"));
+        assert!(shown.contains("Environment=CA_KEY=(sensitive)"));
+        assert!(shown.contains("Environment=PATH=/home/u/.local/bin"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_exec_word("a b"), "\"a b\"");
+        assert_eq!(quote_exec_word("100%"), "100%%");
+        assert_eq!(quote_exec_word("$HOME"), "$$HOME");
+        assert_eq!(quote_value("X=a \"b\""), "\"X=a \\\"b\\\"\"");
+    }
+}

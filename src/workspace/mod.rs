@@ -1,0 +1,108 @@
+//! An agent's workspace on disk (PROTOCOL §6.2): its layout and the content
+//! of the files the daemon owns. Shared by the reconciler (which creates
+//! them), the daemon (which runs claude there) and the bridge (which reads
+//! the identity).
+
+pub mod identity;
+
+use std::path::{Path, PathBuf};
+
+pub use identity::Identity;
+
+use crate::paths::{AgentId, ProfileName, ProfilePaths};
+
+/// Paths inside `<agents root>/<agent id>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLayout {
+    pub dir: PathBuf,
+}
+
+impl AgentLayout {
+    pub fn new(profile: &ProfilePaths, id: &AgentId) -> Self {
+        Self {
+            dir: profile.agent_dir(id),
+        }
+    }
+    pub fn notes(&self) -> PathBuf {
+        self.dir.join("notes")
+    }
+    pub fn claude(&self) -> PathBuf {
+        self.dir.join("claude")
+    }
+    pub fn default_cwd(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+    pub fn memory(&self) -> PathBuf {
+        self.dir.join("MEMORY.md")
+    }
+    pub fn meta(&self) -> PathBuf {
+        self.dir.join(".meta")
+    }
+    pub fn identity(&self) -> PathBuf {
+        self.meta().join("identity.json")
+    }
+    pub fn mcp_config(&self) -> PathBuf {
+        self.meta().join("claude-mcp-config.json")
+    }
+    /// Per-agent cwd override, an absolute path without newline.
+    pub fn cwd_override(&self) -> PathBuf {
+        self.meta().join("agent_workspace_root")
+    }
+    pub fn last_spawn(&self) -> PathBuf {
+        self.meta().join("last-spawn.json")
+    }
+    pub fn current_session(&self) -> PathBuf {
+        self.meta().join("current-session.txt")
+    }
+    pub fn archived_marker(&self) -> PathBuf {
+        self.meta().join("archived.txt")
+    }
+}
+
+/// The MCP config claude is started with (PROTOCOL §5.1). The server key
+/// `cloudagent` gives claude-side names `mcp__cloudagent__<tool>`. Unlike the
+/// original we name the bridge by absolute path (claude's PATH may not
+/// contain us) and pass the profile explicitly (the original's bridge read
+/// the default profile's identity for every profile).
+pub fn mcp_config_json(bridge_exe: &Path, id: &AgentId, profile: &ProfileName) -> String {
+    let value = serde_json::json!({
+        "mcpServers": {
+            "cloudagent": {
+                "command": bridge_exe.display().to_string(),
+                "args": ["mcp-bridge", "--agent-id", id.as_str(), "--profile", profile.as_str()],
+            }
+        }
+    });
+    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// MEMORY.md, written once and then owned by the agent. Same information as
+/// the original's template: who the agent is and empty sections to fill.
+pub fn memory_md(identity: &Identity) -> String {
+    format!(
+        "# {name} — memory\n\
+         \n\
+         This file was created by cloudagent-daemon. It is yours: the daemon never\n\
+         rewrites it. Keep what you need to remember between messages here.\n\
+         \n\
+         ## Identity\n\
+         \n\
+         - Agent id: {id}\n\
+         - Role: {role}\n\
+         - Reports to: {reports_to}\n\
+         - Workspace: {slug}\n\
+         \n\
+         ## Active context\n\
+         \n\
+         ## Notes index\n\
+         \n\
+         ## Long-term memory\n",
+        name = identity.agent_name,
+        id = identity.agent_id,
+        role = identity.role,
+        reports_to = identity.reports_to,
+        slug = identity.workspace_slug,
+    )
+}
