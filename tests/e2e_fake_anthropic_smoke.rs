@@ -656,7 +656,7 @@ async fn fake_anthropic_http_handling() {
     // Same connection, content-length body: the tool result comes back.
     let id = fake.issued_tool_use_ids()[0].clone();
     let body2 = json!({
-        "model": "m", "max_tokens": 64000, "stream": false,
+        "model": "m", "max_tokens": 64000, "stream": true,
         "tools": [{"name": "mcp__x__y", "input_schema": {"type": "object"}}],
         "messages": [
             {"role": "user", "content": "go"},
@@ -667,8 +667,32 @@ async fn fake_anthropic_http_handling() {
     .to_string();
     s.write_all(
         format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body2}",
+            "POST /v1/messages?beta=true HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body2}",
             body2.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (head, sse) = read_response(&mut s, &mut buf).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        sse.contains("\"text\":\"do\"") && sse.contains("\"text\":\"ne\""),
+        "{sse}"
+    );
+    assert!(sse.contains("\"stop_reason\":\"end_turn\""), "{sse}");
+
+    // A side request (small max_tokens, no tools, not streamed): plain JSON
+    // "ok", the script is not consulted.
+    let body3 = json!({
+        "model": "haiku", "max_tokens": 1,
+        "messages": [{"role": "user", "content": "quota"}]
+    })
+    .to_string();
+    s.write_all(
+        format!(
+            "POST /v1/messages?beta=true HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body3}",
+            body3.len()
         )
         .as_bytes(),
     )
@@ -677,7 +701,7 @@ async fn fake_anthropic_http_handling() {
     let (head, json_body) = read_response(&mut s, &mut buf).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let msg: Value = serde_json::from_str(&json_body).unwrap();
-    assert_eq!(msg["content"][0]["text"], "done");
+    assert_eq!(msg["content"][0]["text"], "ok");
 
     // Unknown endpoint: 404, recorded.
     s.write_all(b"GET /v1/whatever HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -687,7 +711,7 @@ async fn fake_anthropic_http_handling() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     let reqs = fake.requests();
-    assert_eq!(reqs.len(), 4, "{}", fake.summary());
+    assert_eq!(reqs.len(), 5, "{}", fake.summary());
     assert!(
         reqs.iter().all(|r| r.connection == 0),
         "keep-alive: {}",
@@ -697,6 +721,8 @@ async fn fake_anthropic_http_handling() {
     assert_eq!(reqs[1].session_id().as_deref(), Some("s1"));
     assert_eq!(reqs[1].turn_index(), 0);
     assert_eq!(reqs[2].turn_index(), 1);
+    assert_eq!(fake.main_requests().len(), 2);
+    assert_eq!(reqs[3].kind, fake_anthropic::RequestKind::SideMessages);
     assert_eq!(
         fake.tool_results(),
         vec![ToolResult {

@@ -39,7 +39,12 @@ pub fn span_of_path(doc: &Document<&str>, path: &[String]) -> Option<Range<usize
         last_key_span = key.span();
         item = next;
     }
-    item.span().or(last_key_span)
+    // For a `[table]` the key names the place better than the header does.
+    if item.is_table() || item.is_array_of_tables() {
+        last_key_span.or_else(|| item.span())
+    } else {
+        item.span().or(last_key_span)
+    }
 }
 
 /// The deepest key path whose key or value covers `offset`.

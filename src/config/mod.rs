@@ -75,7 +75,105 @@ fn clean_toml_message(msg: &str) -> String {
 /// The JSON Schema of `cloudagent.toml`, generated from the raw types.
 pub fn schema_json() -> String {
     let schema = schemars::schema_for!(RawConfig);
-    let mut out = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    let mut value = schema.to_value();
+    strip_null(&mut value);
+    // Readers look for these first.
+    if let serde_json::Value::Object(map) = &mut value {
+        let mut ordered = serde_json::Map::new();
+        for key in ["$schema", "title", "description"] {
+            if let Some(v) = map.remove(key) {
+                ordered.insert(key.to_string(), v);
+            }
+        }
+        ordered.append(map);
+        value = serde_json::Value::Object(ordered);
+    }
+    let mut out = serde_json::to_string_pretty(&value).unwrap_or_default();
     out.push('\n');
     out
+}
+
+/// TOML has no null: an optional key is simply absent. schemars describes
+/// `Option<T>` as "T or null"; keep only T.
+fn strip_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = v else {
+        if let Value::Array(items) = v {
+            items.iter_mut().for_each(strip_null);
+        }
+        return;
+    };
+    if let Some(Value::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            map.insert("type".to_string(), only);
+        }
+    }
+    if let Some(Value::Array(branches)) = map.get("anyOf") {
+        let rest: Vec<Value> = branches
+            .iter()
+            .filter(|b| b.get("type").is_none_or(|t| t != "null"))
+            .cloned()
+            .collect();
+        if rest.len() == 1
+            && let Value::Object(inner) = &rest[0]
+        {
+            map.remove("anyOf");
+            for (k, val) in inner {
+                map.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+    }
+    // serde(default) on a struct field makes schemars print the all-empty
+    // default object, which says nothing to a reader.
+    if map.get("default").is_some_and(|d| {
+        d.as_object()
+            .is_some_and(|o| o.values().all(Value::is_null))
+    }) {
+        map.remove("default");
+    }
+    for (_, child) in map.iter_mut() {
+        strip_null(child);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_schema_is_current() {
+        let committed = include_str!("../../schema/cloudagent.schema.json");
+        assert!(
+            committed == schema_json(),
+            "schema/cloudagent.schema.json is stale: run `cargo run -- schema > schema/cloudagent.schema.json` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_key_has_a_description() {
+        let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
+        let mut missing = Vec::new();
+        let mut objects = vec![("root".to_string(), &schema)];
+        if let Some(defs) = schema["$defs"].as_object() {
+            objects.extend(defs.iter().map(|(k, v)| (k.clone(), v)));
+        }
+        for (name, obj) in objects {
+            for (key, prop) in obj["properties"].as_object().into_iter().flatten() {
+                if prop["description"].as_str().is_none_or(str::is_empty) {
+                    missing.push(format!("{name}.{key}"));
+                }
+            }
+            for (i, variant) in obj["oneOf"].as_array().into_iter().flatten().enumerate() {
+                if variant["description"].as_str().is_none_or(str::is_empty) {
+                    missing.push(format!("{name} variant {i}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "keys without a description: {missing:?}"
+        );
+    }
 }

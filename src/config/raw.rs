@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// cloudagent-daemon configuration: servers, profiles, agents and service
 /// settings. `plan` shows how the machine differs from this file; `apply`
 /// makes it match.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "cloudagent.toml")]
 pub struct RawConfig {
@@ -26,11 +26,12 @@ pub struct RawConfig {
     /// workspaces and service unit; `default` keeps the original daemon's
     /// paths (`~/.cloudagent/daemon`, `~/.cloudagent/agents`).
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": "^(default|[a-z0-9][a-z0-9-]{0,30})$" }))]
     pub profiles: BTreeMap<String, RawProfile>,
 }
 
 /// Settings shared by every profile's daemon.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
     /// The Claude Code CLI to run for each message: a name looked up on PATH
@@ -114,7 +115,7 @@ impl LogLevel {
 }
 
 /// A cloudagent backend.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Base URL of the backend, `https://…` or `http://…` (a trailing `/` or
@@ -146,7 +147,7 @@ impl Transport {
 
 /// One daemon process: which server it connects to, with which key, and
 /// which agents it hosts.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProfile {
     /// Name of an entry in `[servers]`.
@@ -170,11 +171,12 @@ pub struct RawProfile {
     /// Agents hosted by this profile, keyed by agent id (as the backend
     /// knows it, e.g. `agent_01HXX`).
     #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$" }))]
     pub agents: BTreeMap<String, RawAgent>,
 }
 
 /// The profile's service unit.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     /// Install, enable and start the unit. `false` removes it like deleting
@@ -189,7 +191,7 @@ pub struct RawService {
 /// An agent hosted on this machine. Its workspace is created under the
 /// profile's agents directory; removing the agent from the file archives the
 /// workspace (moved aside with a timestamp, never deleted).
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     /// Display name, used in the agent's identity and MEMORY.md. Default:

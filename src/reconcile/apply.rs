@@ -134,7 +134,8 @@ fn run_change(change: &Change, manager: &dyn ServiceManager, now: DateTime<Utc>)
                 mode,
                 content,
                 ..
-            } => fsutil::write_atomic(path, content.as_bytes(), *mode)
+            } => ensure_parent(path)
+                .and_then(|()| fsutil::write_atomic(path, content.as_bytes(), *mode))
                 .map_err(|e| io_msg("write", path, e)),
             Op::RemoveFile { path } => {
                 let r = match fs::remove_file(path) {
@@ -177,6 +178,14 @@ fn run_change(change: &Change, manager: &dyn ServiceManager, now: DateTime<Utc>)
     match not_loaded {
         Some(e) => Outcome::NotLoaded(e),
         None => Outcome::Done,
+    }
+}
+
+/// Unit directories such as `~/.config/systemd/user` may not exist yet.
+fn ensure_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => fsutil::create_dir_all(parent, 0o755),
+        _ => Ok(()),
     }
 }
 

@@ -24,3 +24,6 @@ pub fn plan_for(desired: &Desired, ctx: &Context) -> (Target, Plan) {
     let plan = plan::plan(&target, &observed);
     (target, plan)
 }
+
+#[cfg(test)]
+mod tests;
