@@ -138,8 +138,8 @@ pub fn validate(
     }
 }
 
-struct Validator<'a> {
-    loc: &'a Locator<'a>,
+struct Validator<'a, 'text> {
+    loc: &'a Locator<'text>,
     home: &'a Home,
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
@@ -149,7 +149,7 @@ fn path(segments: &[&str]) -> Vec<String> {
     segments.iter().map(|s| s.to_string()).collect()
 }
 
-impl Validator<'_> {
+impl Validator<'_, '_> {
     fn error(&mut self, at: &[&str], message: impl Into<String>) {
         let p = self.loc.at_path(&path(at), message);
         self.problems.push(p);

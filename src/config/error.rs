@@ -67,24 +67,31 @@ fn render_problems(problems: &[Problem]) -> String {
 }
 
 /// Builds located problems for one file's text.
+/// The span-keeping parse is done only when there is a problem to locate.
 pub struct Locator<'a> {
     file: PathBuf,
     text: &'a str,
-    doc: Option<Document<&'a str>>,
+    doc: std::sync::OnceLock<Option<Document<&'a str>>>,
 }
 
 impl<'a> Locator<'a> {
     pub fn new(file: PathBuf, text: &'a str) -> Self {
-        let doc = Document::parse(text).ok();
-        Self { file, text, doc }
+        Self {
+            file,
+            text,
+            doc: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn doc(&self) -> Option<&Document<&'a str>> {
+        self.doc
+            .get_or_init(|| Document::parse(self.text).ok())
+            .as_ref()
     }
 
     /// A problem at a key path (validation errors).
     pub fn at_path(&self, path: &[String], message: impl Into<String>) -> Problem {
-        let span = self
-            .doc
-            .as_ref()
-            .and_then(|doc| locate::span_of_path(doc, path));
+        let span = self.doc().and_then(|doc| locate::span_of_path(doc, path));
         self.build(
             span.map(|s| s.start),
             Some(locate::dotted(path)),
@@ -94,7 +101,7 @@ impl<'a> Locator<'a> {
 
     /// A problem at a byte offset (parse and type errors from serde).
     pub fn at_offset(&self, offset: Option<usize>, message: impl Into<String>) -> Problem {
-        let path = match (&self.doc, offset) {
+        let path = match (self.doc(), offset) {
             (Some(doc), Some(off)) => {
                 let p = locate::path_at(doc, off);
                 (!p.is_empty()).then(|| locate::dotted(&p))

@@ -60,7 +60,17 @@ pub fn observe(target: &Target, home: &Home) -> Observed {
                 );
                 wanted.push((e.path.clone(), read));
             }
-            wanted.push((at.cwd_override.clone(), false));
+            // The override file matters when wanted (it is an entry) or
+            // when a recorded one may have to be pruned.
+            if !at.wants_cwd_override {
+                let recorded = profiles
+                    .get(&pt.name)
+                    .and_then(|op| op.inventory.as_ref().ok().and_then(Option::as_ref))
+                    .is_some_and(|inv| inv.files.contains(&at.cwd_override));
+                if recorded {
+                    wanted.push((at.cwd_override.clone(), false));
+                }
+            }
         }
         if let ServiceWant::Unit(u) = &pt.service {
             wanted.push((u.path.clone(), true));
@@ -80,20 +90,164 @@ pub fn observe(target: &Target, home: &Home) -> Observed {
         }
     }
 
-    let mut paths = HashMap::with_capacity(wanted.len());
+    Observed {
+        paths: observe_paths(wanted),
+        profiles,
+    }
+}
+
+/// lstat (and read, where asked) many paths. Paths are grouped by parent
+/// directory, each parent is opened once and its entries looked up relative
+/// to it, and groups are spread over a few threads: a plan of a thousand
+/// agents is mostly kernel path walks, and this cuts them to one component.
+fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> HashMap<PathBuf, Seen> {
+    // A path wanted twice is read if any asks for its content.
+    let mut unique: HashMap<PathBuf, bool> = HashMap::with_capacity(wanted.len());
     for (path, read) in wanted {
-        let seen = lstat(&path, read);
-        // A path wanted twice keeps the reading that has the content.
-        match paths.get(&path) {
-            Some(Seen::File {
-                content: Some(_), ..
-            }) => {}
-            _ => {
-                paths.insert(path, seen);
-            }
+        *unique.entry(path).or_default() |= read;
+    }
+    let mut groups: HashMap<PathBuf, Vec<(PathBuf, bool)>> = HashMap::new();
+    for (path, read) in unique {
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        groups.entry(parent).or_default().push((path, read));
+    }
+    let groups: Vec<(PathBuf, Vec<(PathBuf, bool)>)> = groups.into_iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let chunk = groups.len().div_ceil(threads).max(1);
+    let mut paths = HashMap::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .chunks(chunk)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (parent, items) in chunk {
+                        observe_group(parent, items, &mut out);
+                    }
+                    out
+                })
+            })
+            .collect();
+        for h in handles {
+            // A panic in a worker would be a bug; fall back to "missing".
+            paths.extend(h.join().unwrap_or_default());
+        }
+    });
+    paths
+}
+
+fn observe_group(parent: &Path, items: &[(PathBuf, bool)], out: &mut Vec<(PathBuf, Seen)>) {
+    use rustix::fs::{Mode, OFlags};
+    let dir = match rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => {
+            out.extend(items.iter().map(|(p, _)| (p.clone(), Seen::Missing)));
+            return;
+        }
+        Err(_) => {
+            out.extend(items.iter().map(|(p, read)| (p.clone(), lstat(p, *read))));
+            return;
+        }
+    };
+    for (path, read) in items {
+        let seen = match path.file_name() {
+            Some(name) => lstat_at(&dir, name, *read),
+            None => lstat(path, *read),
+        };
+        out.push((path.clone(), seen));
+    }
+}
+
+/// `st_mode` is u32 on Linux and u16 on macOS.
+fn perm_bits(mode: impl Into<u32>) -> u32 {
+    mode.into() & 0o7777
+}
+
+/// Read a file we already fstat'ed (std's read_to_end would stat it again).
+fn read_all(fd: &rustix::fd::OwnedFd, size_hint: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size_hint + 1];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match rustix::io::read(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    Observed { paths, profiles }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+fn lstat_at(dir: &rustix::fd::OwnedFd, name: &std::ffi::OsStr, read: bool) -> Seen {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    if read {
+        // open + fstat: one lookup instead of two for the files we read.
+        match rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let Ok(st) = rustix::fs::fstat(&fd) else {
+                    return Seen::Other;
+                };
+                let mode = perm_bits(st.st_mode);
+                return match FileType::from_raw_mode(st.st_mode) {
+                    FileType::RegularFile => match read_all(&fd, st.st_size.max(0) as usize) {
+                        Ok(content) => Seen::File {
+                            mode,
+                            content: Some(content),
+                        },
+                        Err(_) => Seen::Other,
+                    },
+                    FileType::Directory => Seen::Dir { mode },
+                    _ => Seen::Other,
+                };
+            }
+            Err(rustix::io::Errno::NOENT) => return Seen::Missing,
+            // ELOOP: a symlink; fall through to describe it.
+            Err(_) => {}
+        }
+    }
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Seen::Missing,
+        Err(_) => return Seen::Other,
+    };
+    let mode = perm_bits(st.st_mode);
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Seen::Dir { mode },
+        FileType::RegularFile => Seen::File {
+            mode,
+            content: None,
+        },
+        FileType::Symlink => Seen::Symlink {
+            target: rustix::fs::readlinkat(dir, name, Vec::new())
+                .map(|t| {
+                    PathBuf::from(
+                        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                            t.into_bytes(),
+                        ),
+                    )
+                })
+                .unwrap_or_default(),
+            to_dir: rustix::fs::statat(dir, name, AtFlags::empty())
+                .is_ok_and(|t| FileType::from_raw_mode(t.st_mode) == FileType::Directory),
+        },
+        _ => Seen::Other,
+    }
 }
 
 fn profiles_with_inventory(home: &Home) -> Vec<ProfileName> {
