@@ -11,3 +11,4 @@ pub mod paths;
 pub mod reconcile;
 pub mod service;
 pub mod workspace;
+pub mod runtime;
