@@ -3,12 +3,13 @@
 //! setup is declarative: `cloudagent.toml` → `config::Desired` →
 //! `reconcile` (plan/apply).
 
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod logging;
 pub mod paths;
 pub mod reconcile;
+pub mod runtime;
 pub mod service;
 pub mod workspace;
-pub mod runtime;

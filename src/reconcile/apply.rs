@@ -102,7 +102,7 @@ fn count(report: &mut Report, action: Action) {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Done,
     /// Everything worked except loading the unit.
     NotLoaded(String),
@@ -110,9 +110,19 @@ enum Outcome {
 }
 
 fn run_change(change: &Change, manager: &dyn ServiceManager, now: DateTime<Utc>) -> Outcome {
+    run_ops(&change.ops, manager, now, &change.id.to_string())
+}
+
+/// Execute operations in order, stopping at the first failure.
+pub(super) fn run_ops(
+    ops: &[Op],
+    manager: &dyn ServiceManager,
+    now: DateTime<Utc>,
+    label: &str,
+) -> Outcome {
     let mut not_loaded = None;
     let mut deactivated: Option<String> = None;
-    for op in &change.ops {
+    for op in ops {
         let result = match op {
             Op::MkDir { path, mode } => {
                 fsutil::create_dir_all(path, *mode).map_err(|e| io_msg("create directory", path, e))
@@ -165,7 +175,7 @@ fn run_change(change: &Change, manager: &dyn ServiceManager, now: DateTime<Utc>)
                 // A unit that cannot be stopped (no user session) cannot be
                 // running either; removing its file still uninstalls it.
                 if let Err(e) = manager.deactivate(unit, path) {
-                    tracing::warn!("{}: {e}", change.id);
+                    tracing::warn!("{label}: {e}");
                 }
                 deactivated = Some(unit.clone());
                 Ok(())

@@ -17,6 +17,50 @@ pub use target::{Context, Target};
 
 use crate::config::Desired;
 
+/// Bring a few entries in line now, through the same diff and executor as
+/// `apply`: the daemon uses it for workspaces of agents the server assigns.
+pub fn converge(entries: &[model::Entry]) -> Result<(), String> {
+    let wanted = entries
+        .iter()
+        .map(|e| {
+            (
+                e.path.clone(),
+                matches!(
+                    e.want,
+                    model::Want::File {
+                        create_only: false,
+                        ..
+                    }
+                ),
+            )
+        })
+        .collect();
+    let observed = observe::Observed {
+        paths: observe::observe_paths(wanted),
+        profiles: Default::default(),
+    };
+    let ops = plan::entries_ops(entries, &observed)?;
+    match apply::run_ops(&ops, &NoServices, chrono::Utc::now(), "workspace") {
+        apply::Outcome::Failed(e) | apply::Outcome::NotLoaded(e) => Err(e),
+        apply::Outcome::Done => Ok(()),
+    }
+}
+
+/// Workspaces have no service units.
+struct NoServices;
+
+impl crate::service::ServiceManager for NoServices {
+    fn activate(&self, _: &str, _: &std::path::Path) -> Result<(), crate::service::ManagerError> {
+        Ok(())
+    }
+    fn deactivate(&self, _: &str, _: &std::path::Path) -> Result<(), crate::service::ManagerError> {
+        Ok(())
+    }
+    fn forget(&self, _: &str) -> Result<(), crate::service::ManagerError> {
+        Ok(())
+    }
+}
+
 /// Target, observation and plan in one call: what `plan` and `apply` run.
 pub fn plan_for(desired: &Desired, ctx: &Context) -> (Target, Plan) {
     let target = target::build(desired, ctx);

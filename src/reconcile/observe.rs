@@ -100,7 +100,7 @@ pub fn observe(target: &Target, home: &Home) -> Observed {
 /// directory, each parent is opened once and its entries looked up relative
 /// to it, and groups are spread over a few threads: a plan of a thousand
 /// agents is mostly kernel path walks, and this cuts them to one component.
-fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> HashMap<PathBuf, Seen> {
+pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> HashMap<PathBuf, Seen> {
     // A path wanted twice is read if any asks for its content.
     let mut unique: HashMap<PathBuf, bool> = HashMap::with_capacity(wanted.len());
     for (path, read) in wanted {

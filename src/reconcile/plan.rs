@@ -648,7 +648,7 @@ fn deactivate_op(r: &ServiceRecord) -> Op {
 }
 
 /// Operations that bring a list of entries in line, in order.
-fn entries_ops(entries: &[Entry], observed: &Observed) -> Result<Vec<Op>, String> {
+pub(crate) fn entries_ops(entries: &[Entry], observed: &Observed) -> Result<Vec<Op>, String> {
     let mut ops = Vec::new();
     for e in entries {
         let seen = observed.seen(&e.path);

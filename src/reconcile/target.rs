@@ -3,11 +3,11 @@
 //! service unit must embed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::model::{Display, Entry, UnitTarget, Want};
 use crate::config::{Desired, Profile, SecretRef};
-use crate::paths::{Home, ProfileName, ProfilePaths};
+use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 use crate::service::{Platform, UnitSpec, service_path};
 use crate::workspace::{self, AgentLayout, Identity};
 
@@ -86,6 +86,48 @@ fn file(path: PathBuf, content: String, mode: u32) -> Entry {
     }
 }
 
+/// Everything an agent's workspace consists of (PROTOCOL §6.2). Used for
+/// declared agents here and, by the daemon, for agents the server assigns.
+pub fn agent_entries(
+    layout: &AgentLayout,
+    id: &AgentId,
+    identity: &Identity,
+    cwd: &Path,
+    cwd_override: Option<&Path>,
+    exe: &Path,
+    profile: &ProfileName,
+) -> Vec<Entry> {
+    let mut entries = vec![
+        dir(layout.dir.clone(), 0o755),
+        dir(layout.notes(), 0o755),
+        dir(layout.claude(), 0o755),
+        dir(layout.meta(), 0o700),
+        Entry {
+            path: layout.memory(),
+            want: Want::File {
+                content: workspace::memory_md(identity),
+                mode: 0o644,
+                create_only: true,
+                display: Display::Plain,
+            },
+        },
+        file(layout.identity(), identity.to_json(), 0o600),
+        file(
+            layout.mcp_config(),
+            workspace::mcp_config_json(exe, id, profile),
+            0o644,
+        ),
+    ];
+    if let Some(w) = cwd_override {
+        entries.push(file(layout.cwd_override(), w.display().to_string(), 0o644));
+    }
+    entries.push(Entry {
+        path: cwd.to_path_buf(),
+        want: Want::Dir { mode: None },
+    });
+    entries
+}
+
 fn profile_target(desired: &Desired, profile: &Profile, ctx: &Context) -> ProfileTarget {
     let paths = ctx.home.profile(&profile.name);
     let dirs = vec![dir(paths.base.clone(), 0o700), dir(paths.logs_dir(), 0o700)];
@@ -94,36 +136,16 @@ fn profile_target(desired: &Desired, profile: &Profile, ctx: &Context) -> Profil
         .values()
         .map(|agent| {
             let layout = AgentLayout::new(&paths, &agent.id);
-            let identity = Identity::from_agent(agent);
             let cwd = profile.agent_cwd(agent, &layout.dir);
-            let mut entries = vec![
-                dir(layout.dir.clone(), 0o755),
-                dir(layout.notes(), 0o755),
-                dir(layout.claude(), 0o755),
-                dir(layout.meta(), 0o700),
-                Entry {
-                    path: layout.memory(),
-                    want: Want::File {
-                        content: workspace::memory_md(&identity),
-                        mode: 0o644,
-                        create_only: true,
-                        display: Display::Plain,
-                    },
-                },
-                file(layout.identity(), identity.to_json(), 0o600),
-                file(
-                    layout.mcp_config(),
-                    workspace::mcp_config_json(&ctx.exe, &agent.id, &profile.name),
-                    0o644,
-                ),
-            ];
-            if let Some(w) = &agent.workdir {
-                entries.push(file(layout.cwd_override(), w.display().to_string(), 0o644));
-            }
-            entries.push(Entry {
-                path: cwd,
-                want: Want::Dir { mode: None },
-            });
+            let entries = agent_entries(
+                &layout,
+                &agent.id,
+                &Identity::from_agent(agent),
+                &cwd,
+                agent.workdir.as_deref(),
+                &ctx.exe,
+                &profile.name,
+            );
             (
                 agent.id.to_string(),
                 AgentTarget {

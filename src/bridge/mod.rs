@@ -1,0 +1,3 @@
+//! The MCP bridge claude starts, and its IPC with the daemon.
+
+pub mod ipc;

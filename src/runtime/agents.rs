@@ -1,0 +1,175 @@
+//! Workspaces of agents the server binds to this host (`assign`, or a
+//! `deliver` for an agent without a workspace). Declared agents belong to
+//! the config file: for them the file's identity and workdir win.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::frames::Assign;
+use super::settings::Settings;
+use crate::fsutil;
+use crate::paths::AgentId;
+use crate::reconcile::{self, target::agent_entries};
+use crate::workspace::{AgentLayout, Identity};
+
+/// Agents the server assigned, recorded so that `apply` never prunes them.
+pub fn assigned_file(settings: &Settings) -> PathBuf {
+    settings.paths.base.join("assigned-agents.json")
+}
+
+pub fn read_assigned(path: &Path) -> BTreeSet<String> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn record_assigned(settings: &Settings, id: &AgentId, assigned: bool) {
+    let path = assigned_file(settings);
+    let mut set = read_assigned(&path);
+    let changed = if assigned {
+        set.insert(id.to_string())
+    } else {
+        set.remove(id.as_str())
+    };
+    if changed {
+        let mut text = serde_json::to_string_pretty(&set).unwrap_or_default();
+        text.push('\n');
+        if let Err(e) = fsutil::write_atomic(&path, text.as_bytes(), 0o600) {
+            tracing::warn!("cannot record assigned agents in {}: {e}", path.display());
+        }
+    }
+}
+
+/// The cwd claude runs in for an agent (PROTOCOL §6.3).
+pub fn cwd(settings: &Settings, id: &AgentId) -> PathBuf {
+    let layout = AgentLayout::new(&settings.paths, id);
+    if let Some(agent) = settings.agents.get(id)
+        && let Some(w) = &agent.workdir
+    {
+        return w.clone();
+    }
+    if let Ok(text) = std::fs::read_to_string(layout.cwd_override()) {
+        let text = text.trim();
+        if !text.is_empty() {
+            return fsutil::expand_tilde(text, &settings.home.home);
+        }
+    }
+    match &settings.workspace_root {
+        Some(root) => root.join(id.as_str()).join("workspace"),
+        None => layout.default_cwd(),
+    }
+}
+
+/// Identity on disk, or the default staff identity.
+pub fn identity(settings: &Settings, id: &AgentId) -> Identity {
+    let layout = AgentLayout::new(&settings.paths, id);
+    std::fs::read(layout.identity())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| Identity::default_staff(id.as_str()))
+}
+
+/// Materialise a workspace for `assign`.
+pub fn on_assign(settings: &Settings, a: &Assign) -> Result<(), String> {
+    record_assigned(settings, &a.agent_id, true);
+    if settings.agents.contains_key(&a.agent_id) {
+        // Declared in the config file: apply owns its workspace.
+        return ensure_declared(settings, &a.agent_id);
+    }
+    let identity = Identity {
+        agent_id: a.agent_id.to_string(),
+        agent_name: a.agent_name.clone(),
+        is_chief: a.is_chief,
+        role: a.role.clone(),
+        workspace_slug: a.workspace_slug.clone(),
+        reports_to: a.reports_to.clone(),
+    };
+    let over = a
+        .workspace_root
+        .as_deref()
+        .map(|w| fsutil::expand_tilde(w, &settings.home.home));
+    ensure(settings, &a.agent_id, &identity, over.as_deref(), true)
+}
+
+pub fn on_unassign(settings: &Settings, id: &AgentId) {
+    record_assigned(settings, id, false);
+}
+
+/// Before a wake: make sure the workspace exists (a deliver may arrive for
+/// an agent the server never assigned, PROTOCOL §4.1 step 1).
+pub fn ensure_for_wake(
+    settings: &Settings,
+    id: &AgentId,
+    payload: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    let layout = AgentLayout::new(&settings.paths, id);
+    if settings.agents.contains_key(id) {
+        return ensure_declared(settings, id);
+    }
+    if layout.dir.is_dir() && layout.identity().is_file() {
+        // Existing workspace: only its cwd has to exist.
+        return fsutil::create_dir_all(&cwd(settings, id), 0o755).map_err(|e| e.to_string());
+    }
+    let text = |k: &str, d: &str| {
+        payload
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(d)
+            .to_string()
+    };
+    let identity = Identity {
+        agent_id: id.to_string(),
+        agent_name: text("agent_name", id.as_str()),
+        is_chief: false,
+        role: text("role", "staff"),
+        workspace_slug: text("workspace_slug", "default"),
+        reports_to: "(unset)".to_string(),
+    };
+    ensure(settings, id, &identity, None, false)
+}
+
+fn ensure_declared(settings: &Settings, id: &AgentId) -> Result<(), String> {
+    let Some(agent) = settings.agents.get(id) else {
+        return Ok(());
+    };
+    ensure(
+        settings,
+        id,
+        &Identity::from_agent(agent),
+        agent.workdir.as_deref(),
+        false,
+    )
+}
+
+fn ensure(
+    settings: &Settings,
+    id: &AgentId,
+    identity: &Identity,
+    over: Option<&Path>,
+    clear_override: bool,
+) -> Result<(), String> {
+    let layout = AgentLayout::new(&settings.paths, id);
+    if clear_override && over.is_none() {
+        // assign without workspace_root clears a previous override (§1.4).
+        match std::fs::remove_file(layout.cwd_override()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+            _ => {}
+        }
+    }
+    let cwd = match over {
+        Some(w) => w.to_path_buf(),
+        None => cwd(settings, id),
+    };
+    let entries = agent_entries(
+        &layout,
+        id,
+        identity,
+        &cwd,
+        over,
+        &settings.exe,
+        &settings.profile,
+    );
+    reconcile::converge(&entries)
+}

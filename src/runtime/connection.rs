@@ -1,0 +1,334 @@
+//! The link to the backend: connect, handshake (server `hello` first, then
+//! our `ready` and `resume`), dispatch frames, send queued frames, watch for
+//! silence, reconnect with backoff. 401/403 end the daemon; everything else
+//! is retried.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::frames::{self, AckStatus, Inbound};
+use super::ledger::Decision;
+use super::shared::Shared;
+use super::timing::Backoff;
+use super::transport::{self, ConnectError};
+use super::wake::scheduler::Scheduler;
+use super::{agents, detect};
+
+#[derive(Debug, Error)]
+pub enum Fatal {
+    #[error(transparent)]
+    Auth(ConnectError),
+    #[error(
+        "the backend removed this host (bye: {0}); not reconnecting. Register the machine again in the cloudagent UI."
+    )]
+    HostRemoved(String),
+}
+
+/// How a session ended.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Shutdown,
+    /// The connection went away; `handshake` tells whether it got as far as
+    /// a complete handshake (which resets the backoff).
+    Lost {
+        handshake: bool,
+        reason: String,
+    },
+    HostRemoved(String),
+}
+
+/// Keep the daemon connected until shutdown or a terminal error.
+pub async fn run(shared: Arc<Shared>, scheduler: Arc<Scheduler>) -> Result<(), Fatal> {
+    let mut backoff = Backoff::new(shared.timing.backoff_base, shared.timing.backoff_max);
+    loop {
+        if shared.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let settings = shared.settings();
+        let url = settings.ws_url();
+        shared.with_live(|l| l.connection = "connecting".into());
+        let connected = tokio::select! {
+            r = transport::connect(&url, &settings.api_key, settings.insecure) => r,
+            _ = shared.cancel.cancelled() => return Ok(()),
+        };
+        let reason = match connected {
+            Err(e @ ConnectError::Auth(_)) => {
+                shared.with_live(|l| {
+                    l.connection = "auth failed".into();
+                    l.last_error = Some(e.to_string());
+                });
+                return Err(Fatal::Auth(e));
+            }
+            Err(e) => e.to_string(),
+            Ok(ws) => match session(ws, &shared, &scheduler).await {
+                Ended::Shutdown => return Ok(()),
+                Ended::HostRemoved(reason) => return Err(Fatal::HostRemoved(reason)),
+                Ended::Lost { handshake, reason } => {
+                    if handshake {
+                        backoff.reset();
+                    }
+                    reason
+                }
+            },
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            "connection to {url}: {reason}; reconnecting in {:.1} s",
+            delay.as_secs_f64()
+        );
+        shared.with_live(|l| {
+            l.connection = "disconnected".into();
+            l.connected_since = None;
+            l.last_error = Some(reason);
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+fn host_removed(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase().replace(['-', ' '], "_");
+    ["host_removed", "host_deleted", "host_revoked", "revoked"]
+        .iter()
+        .any(|k| r.contains(k))
+}
+
+/// One connection, from `hello` to its end.
+pub async fn session<S>(
+    ws: WebSocketStream<S>,
+    shared: &Arc<Shared>,
+    scheduler: &Arc<Scheduler>,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = ws.split();
+    let lost = |handshake: bool, reason: String| Ended::Lost { handshake, reason };
+
+    // 1. The server speaks first.
+    let first = tokio::select! {
+        r = tokio::time::timeout(shared.timing.hello_timeout, next_text(&mut stream)) => r,
+        _ = shared.cancel.cancelled() => return Ended::Shutdown,
+    };
+    let text = match first {
+        Err(_) => {
+            return lost(
+                false,
+                format!("no hello within {:?}", shared.timing.hello_timeout),
+            );
+        }
+        Ok(Err(reason)) => return lost(false, format!("server closed before hello: {reason}")),
+        Ok(Ok(t)) => t,
+    };
+    let host_id = match frames::parse(&text) {
+        Ok(Inbound::Hello { host_id }) => host_id,
+        Ok(other) => return lost(false, format!("expected hello frame, got {other:?}")),
+        Err(e) => {
+            return lost(
+                false,
+                format!("expected hello frame, got an invalid one: {e}"),
+            );
+        }
+    };
+    let last_seq = shared.with_ledger(|l| {
+        l.adopt_host(&host_id);
+        l.last_seq()
+    });
+
+    // 2. ready (runtimes re-detected on every connect), then resume.
+    let settings = shared.settings();
+    let runtimes = detect::detect(&settings.home.home, std::env::var_os("PATH")).await;
+    let workspace_root = settings
+        .workspace_root
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| shared.with_ledger(|l| l.workspace_root().map(String::from)));
+    let ready = ready_payload(&runtimes, workspace_root);
+    for frame in [frames::envelope("ready", ready), frames::resume(last_seq)] {
+        if let Err(e) = sink.send(Message::text(frame)).await {
+            return lost(false, format!("sending the handshake failed: {e}"));
+        }
+    }
+    tracing::info!("connected: host_id={host_id} last_seq={last_seq}");
+    shared.with_live(|l| {
+        l.connection = "connected".into();
+        l.connected_since = Some(frames::now_ts());
+        l.host_id = Some(host_id.clone()).filter(|h| !h.is_empty());
+        l.last_error = None;
+    });
+
+    // 3. Frames both ways until something ends it. The silence deadline
+    // moves only when something arrives.
+    let mut deadline = tokio::time::Instant::now() + shared.timing.watchdog;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => {
+                let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "daemon stopping".into() }))).await;
+                return Ended::Shutdown;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = sink.send(Message::Close(None)).await;
+                return lost(true, format!("no message from the server for {:?}", shared.timing.watchdog));
+            }
+            inbound = stream.next() => {
+                deadline = tokio::time::Instant::now() + shared.timing.watchdog;
+                let msg = match inbound {
+                    None => return lost(true, "the server closed the connection".into()),
+                    Some(Err(e)) => return lost(true, e.to_string()),
+                    Some(Ok(m)) => m,
+                };
+                match msg {
+                    Message::Text(t) => match dispatch(t.as_str(), shared, scheduler) {
+                        Reply::None => {}
+                        Reply::Pong => {
+                            if let Err(e) = sink.send(Message::text(frames::pong())).await {
+                                return lost(true, e.to_string());
+                            }
+                        }
+                        Reply::Bye(reason) => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            if host_removed(&reason) {
+                                return Ended::HostRemoved(reason);
+                            }
+                            return lost(true, format!("the server said bye ({reason})"));
+                        }
+                    },
+                    Message::Close(frame) => {
+                        return lost(true, format!("the server closed the connection ({})", frame.map(|f| f.code.to_string()).unwrap_or_else(|| "no code".into())));
+                    }
+                    // Control frames are answered by tungstenite; binary is not
+                    // part of the protocol.
+                    _ => {}
+                }
+            }
+            frame = shared.outbox.front() => {
+                match sink.send(Message::text(frame)).await {
+                    Ok(()) => shared.outbox.pop(),
+                    Err(e) => return lost(true, format!("sending failed: {e}")),
+                }
+            }
+        }
+    }
+}
+
+async fn next_text<S>(
+    stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
+) -> Result<String, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match stream.next().await {
+            None => return Err("connection closed".into()),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_string()),
+            Some(Ok(Message::Close(f))) => {
+                return Err(format!(
+                    "code={}",
+                    f.map(|f| f.code.to_string())
+                        .unwrap_or_else(|| "none".into())
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn ready_payload(runtimes: &[detect::Runtime], workspace_root: Option<String>) -> Value {
+    let uname = rustix::system::uname();
+    let mut p = Map::new();
+    p.insert("daemon_ver".into(), Value::from(env!("CARGO_PKG_VERSION")));
+    p.insert(
+        "runtimes".into(),
+        serde_json::to_value(runtimes).unwrap_or_default(),
+    );
+    p.insert(
+        "hostname".into(),
+        Value::from(uname.nodename().to_string_lossy().into_owned()),
+    );
+    p.insert(
+        "os".into(),
+        Value::from(uname.sysname().to_string_lossy().to_lowercase()),
+    );
+    if let Some(w) = workspace_root {
+        p.insert("workspace_root".into(), Value::from(w));
+    }
+    Value::Object(p)
+}
+
+enum Reply {
+    None,
+    Pong,
+    Bye(String),
+}
+
+/// Handle one inbound text frame. Malformed frames are logged and skipped:
+/// the connection and the daemon stay up (the original crashed on them).
+fn dispatch(text: &str, shared: &Arc<Shared>, scheduler: &Arc<Scheduler>) -> Reply {
+    let frame = match frames::parse(text) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("skipping a malformed frame: {e}");
+            return Reply::None;
+        }
+    };
+    match frame {
+        Inbound::Ping => return Reply::Pong,
+        Inbound::Deliver(d) => {
+            let ack = frames::delivery_ack(&d.message_id, AckStatus::Received, Some(d.seq));
+            let outbox = shared.outbox.clone();
+            let (sched, message_id) = (scheduler.clone(), d.message_id.clone());
+            shared.with_ledger(|l| {
+                let decision = l.record_deliver(&d);
+                // Acked only once the decision is on disk (PROTOCOL §3.1).
+                l.after_durable(move || {
+                    outbox.push(ack);
+                    if let Decision::Accept(wake) = decision
+                        && !sched.enqueue(wake)
+                    {
+                        outbox.push(frames::delivery_ack(
+                            &message_id,
+                            AckStatus::QueueFull,
+                            None,
+                        ));
+                    }
+                })
+            });
+        }
+        Inbound::ToolResult(r) => shared.tools.resolve(r),
+        Inbound::Assign(a) => {
+            if let Err(e) = agents::on_assign(&shared.settings(), &a) {
+                tracing::warn!("assign {}: cannot prepare the workspace: {e}", a.agent_id);
+            } else {
+                tracing::info!("assign: agent {} bound to this host", a.agent_id);
+            }
+        }
+        Inbound::Unassign { agent_id, reason } => {
+            tracing::info!(
+                "unassign: agent {agent_id} unbound ({}); its workspace is kept",
+                reason.unwrap_or_default()
+            );
+            if let Ok(id) = crate::paths::AgentId::parse(&agent_id) {
+                agents::on_unassign(&shared.settings(), &id);
+            }
+        }
+        Inbound::Bye { reason } => {
+            tracing::warn!("the server said bye: {reason}");
+            return Reply::Bye(reason);
+        }
+        Inbound::Hello { .. } => {}
+        Inbound::Other(ty) => tracing::warn!("ignoring a frame of unknown type {ty:?}"),
+    }
+    Reply::None
+}

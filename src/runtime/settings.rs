@@ -1,0 +1,241 @@
+//! What one profile's daemon runs with, from whichever source the user
+//! chose: `cloudagent.toml`, the original's `config.json` (written by
+//! `login`), or one-shot `--server-url/--api-key` flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef, Transport};
+use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
+
+/// Test hooks of the original, kept (PROTOCOL §7.2).
+pub const CLAUDE_BINARY_ENV: &str = "CLOUDAGENT_DAEMON_CLAUDE_BINARY";
+pub const PERMISSION_MODE_ENV: &str = "CLOUDAGENT_DAEMON_PERMISSION_MODE";
+pub const SOCKET_PATH_ENV: &str = "CLOUDAGENT_DAEMON_SOCKET_PATH";
+pub const PROFILE_ENV: &str = "CLOUDAGENT_DAEMON_PROFILE";
+pub const USE_SYSTEM_PROXY_ENV: &str = "CLOUDAGENT_USE_SYSTEM_PROXY";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub profile: ProfileName,
+    pub paths: ProfilePaths,
+    pub home: Home,
+    /// This binary: the MCP bridge claude starts.
+    pub exe: PathBuf,
+    pub server_url: String,
+    pub transport: Transport,
+    pub insecure: bool,
+    pub api_key: Secret,
+    /// The environment variable holding the key, kept out of claude's env.
+    pub api_key_env: Option<String>,
+    pub claude_binary: String,
+    pub permission_mode: PermissionMode,
+    pub max_concurrent_wakes: u32,
+    pub wake_timeout: Duration,
+    pub workspace_root: Option<PathBuf>,
+    /// Agents declared in the config file (their identity wins over the
+    /// server's `assign`).
+    pub agents: BTreeMap<AgentId, Agent>,
+    /// The config file this came from, when there is one (watched).
+    pub config_file: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub use_system_proxy: bool,
+}
+
+/// The original's `config.json` (PROTOCOL §6.5).
+#[derive(Debug, Deserialize)]
+pub struct LegacyConfig {
+    pub server_url: String,
+    pub machine_api_key: String,
+    #[serde(default)]
+    pub host_id: Option<String>,
+    #[serde(default = "default_mode")]
+    pub claude_permission_mode: String,
+}
+
+fn default_mode() -> String {
+    "default".to_string()
+}
+
+pub fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
+    Ok(match s {
+        "default" => PermissionMode::Default,
+        "acceptEdits" => PermissionMode::AcceptEdits,
+        "bypassPermissions" => PermissionMode::BypassPermissions,
+        "dontAsk" => PermissionMode::DontAsk,
+        "plan" => PermissionMode::Plan,
+        other => {
+            return Err(format!(
+                "must be one of default, acceptEdits, bypassPermissions, dontAsk, plan; got {other:?}"
+            ));
+        }
+    })
+}
+
+impl Settings {
+    fn base(profile: ProfileName, home: Home, exe: PathBuf) -> Self {
+        let paths = home.profile(&profile);
+        let socket = std::env::var_os(SOCKET_PATH_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| paths.socket());
+        let defaults = crate::config::DaemonSettings::default();
+        Self {
+            paths,
+            home,
+            exe,
+            server_url: String::new(),
+            transport: Transport::Ws,
+            insecure: false,
+            api_key: Secret::new(""),
+            api_key_env: None,
+            claude_binary: defaults.claude_binary,
+            permission_mode: defaults.permission_mode,
+            max_concurrent_wakes: defaults.max_concurrent_wakes,
+            wake_timeout: defaults.wake_timeout,
+            workspace_root: None,
+            agents: BTreeMap::new(),
+            config_file: None,
+            socket,
+            use_system_proxy: std::env::var(USE_SYSTEM_PROXY_ENV).is_ok_and(|v| v == "1"),
+            profile,
+        }
+    }
+
+    /// From a validated config file. The key is resolved now: a daemon that
+    /// cannot authenticate should say so before it connects.
+    pub fn from_desired(
+        desired: &Desired,
+        profile: &ProfileName,
+        home: Home,
+        exe: PathBuf,
+    ) -> Result<Self, String> {
+        let p = desired.profile(profile).ok_or_else(|| {
+            let known: Vec<String> = desired.profiles.keys().map(|k| k.to_string()).collect();
+            format!(
+                "profile {profile:?} is not in {}; profiles there: {}",
+                desired.source.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+        let mut s = Self::base(profile.clone(), home, exe);
+        s.server_url = p.server.url.clone();
+        s.transport = p.server.transport;
+        s.insecure = p.server.insecure;
+        s.api_key = p
+            .api_key
+            .resolve()
+            .map_err(|e| format!("profiles.{profile}: {e}"))?;
+        if let SecretRef::Env(var) = &p.api_key {
+            s.api_key_env = Some(var.clone());
+        }
+        s.claude_binary = desired.daemon.claude_binary.clone();
+        s.permission_mode = desired.daemon.permission_mode;
+        s.max_concurrent_wakes = desired.daemon.max_concurrent_wakes;
+        s.wake_timeout = desired.daemon.wake_timeout;
+        s.workspace_root = p.workspace_root.clone();
+        s.agents = p.agents.clone();
+        s.config_file = Some(desired.source.clone());
+        Ok(s)
+    }
+
+    /// From the original's `config.json`.
+    pub fn from_legacy(
+        path: &Path,
+        profile: &ProfileName,
+        home: Home,
+        exe: PathBuf,
+    ) -> Result<Self, String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let legacy: LegacyConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a valid config: {e}", path.display()))?;
+        let mut s = Self::base(profile.clone(), home, exe);
+        s.server_url = crate::config::desired::normalize_server_url(&legacy.server_url)
+            .map_err(|e| format!("{}: server_url: {e}", path.display()))?;
+        s.api_key = Secret::new(legacy.machine_api_key);
+        s.permission_mode = parse_permission_mode(&legacy.claude_permission_mode)
+            .map_err(|e| format!("{}: claude_permission_mode {e}", path.display()))?;
+        Ok(s)
+    }
+
+    /// One-shot `--server-url URL --api-key KEY`.
+    pub fn one_shot(
+        url: &str,
+        key: &str,
+        insecure: bool,
+        profile: &ProfileName,
+        home: Home,
+        exe: PathBuf,
+    ) -> Result<Self, String> {
+        let mut s = Self::base(profile.clone(), home, exe);
+        s.server_url = crate::config::desired::normalize_server_url(url)?;
+        s.api_key = Secret::new(key);
+        s.insecure = insecure;
+        Ok(s)
+    }
+
+    /// The original's environment overrides (test hooks and the service
+    /// unit's permission mode).
+    pub fn apply_env_overrides(&mut self) -> Result<(), String> {
+        if let Some(bin) = std::env::var_os(CLAUDE_BINARY_ENV).filter(|v| !v.is_empty()) {
+            self.claude_binary = bin.to_string_lossy().into_owned();
+        }
+        if let Ok(mode) = std::env::var(PERMISSION_MODE_ENV) {
+            self.permission_mode = parse_permission_mode(mode.trim())
+                .map_err(|e| format!("invalid {PERMISSION_MODE_ENV} — {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// `wss://…/v1/daemon/ws` from the server URL (PROTOCOL §1.5).
+    pub fn ws_url(&self) -> String {
+        let url = self.server_url.trim_end_matches('/');
+        let url = if let Some(rest) = url.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            url.to_string()
+        };
+        format!("{url}/v1/daemon/ws")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_url_keeps_the_path_prefix() {
+        let home = Home::for_tests(Path::new("/h"));
+        let p = ProfileName::default_profile();
+        let s = Settings::one_shot(
+            "https://api.x/prefix/v1",
+            "sk_machine_k",
+            false,
+            &p,
+            home.clone(),
+            PathBuf::from("/bin/x"),
+        )
+        .unwrap();
+        assert_eq!(s.ws_url(), "wss://api.x/prefix/v1/daemon/ws");
+        let s = Settings::one_shot(
+            "http://127.0.0.1:80/",
+            "sk_machine_k",
+            false,
+            &p,
+            home,
+            PathBuf::from("/bin/x"),
+        )
+        .unwrap();
+        assert_eq!(s.ws_url(), "ws://127.0.0.1:80/v1/daemon/ws");
+    }
+}

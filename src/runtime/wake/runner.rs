@@ -1,0 +1,466 @@
+//! One wake (PROTOCOL §4): run claude for one accepted message, report
+//! progress to the backend, and record the outcome.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::command::{self, EnvPolicy, Spec};
+use super::process;
+use super::prompt;
+use super::stream::Transcript;
+use crate::fsutil;
+use crate::runtime::agents;
+use crate::runtime::frames::{self, AckStatus, WakeStatus};
+use crate::runtime::ledger::PendingWake;
+use crate::runtime::settings::Settings;
+use crate::runtime::shared::{RunningWake, Shared};
+use crate::runtime::tool_calls::ToolOutcome;
+use crate::workspace::AgentLayout;
+
+/// Longest stdout line accepted from claude (the original's limit).
+const MAX_LINE: usize = 10 * 1024 * 1024;
+/// stderr kept for `last-spawn.json` and the stale-session check.
+const STDERR_TAIL_CHARS: usize = 2000;
+const STALE_SESSION: &str = "No conversation found";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum WakeEnd {
+    /// Ran to a final status; the message is done.
+    Finished(WakeStatus),
+    /// Stopped by shutdown: the message stays pending and runs again after
+    /// a restart.
+    Interrupted,
+}
+
+#[derive(Debug, Default)]
+struct Attempt {
+    exit_code: i64,
+    timed_out: bool,
+    interrupted: bool,
+    spawn_error: Option<String>,
+    transcript: Transcript,
+    stderr_tail: String,
+}
+
+pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
+    let s = shared.settings();
+    let id = wake.agent_id.clone();
+    let layout = AgentLayout::new(&s.paths, &id);
+    let session = wake
+        .payload
+        .get("session_id")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(String::from);
+
+    let prepared = agents::ensure_for_wake(&s, &id, &wake.payload);
+    let identity = agents::identity(&s, &id);
+    let cwd = agents::cwd(&s, &id);
+    set_current_session(&layout, session.as_deref());
+    shared.with_live(|l| {
+        l.running.insert(
+            id.to_string(),
+            RunningWake {
+                message_id: wake.message_id.clone(),
+                session_id: session.clone(),
+                started_at: frames::now_ts(),
+                pid: None,
+            },
+        )
+    });
+
+    let stored = read_last_spawn(&layout).and_then(|v| {
+        v.get("session_id")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
+    let system_prompt = prompt::system_prompt(
+        id.as_str(),
+        identity.is_chief,
+        s.agents
+            .get(&id)
+            .and_then(|a| a.append_system_prompt.as_deref()),
+        wake.payload
+            .get("append_system_prompt")
+            .and_then(Value::as_str),
+    );
+    let stdin_text = format!("{}\n", prompt::wake_prompt(&wake.payload));
+
+    let mut attempt = match prepared {
+        Err(e) => Attempt {
+            exit_code: 126,
+            spawn_error: Some(format!("cannot prepare the workspace of {id}: {e}")),
+            ..Attempt::default()
+        },
+        Ok(()) => {
+            run_attempt(
+                shared,
+                &s,
+                &wake,
+                &layout,
+                &cwd,
+                stored.as_deref(),
+                identity.is_chief,
+                &system_prompt,
+                &stdin_text,
+            )
+            .await
+        }
+    };
+    let mut session_id = stored.clone();
+    if !attempt.interrupted
+        && attempt.exit_code != 0
+        && stored.is_some()
+        && attempt.stderr_tail.contains(STALE_SESSION)
+    {
+        tracing::info!(
+            "{id}: claude does not know session {}; retrying without --resume",
+            stored.as_deref().unwrap_or_default()
+        );
+        session_id = None;
+        write_last_spawn(&layout, |v| v["session_id"] = Value::Null);
+        attempt = run_attempt(
+            shared,
+            &s,
+            &wake,
+            &layout,
+            &cwd,
+            None,
+            identity.is_chief,
+            &system_prompt,
+            &stdin_text,
+        )
+        .await;
+    }
+    set_current_session(&layout, None);
+    shared.with_live(|l| l.running.remove(id.as_str()));
+
+    if attempt.interrupted {
+        tracing::info!(
+            "{id}: wake for message {} interrupted by shutdown; it runs again after restart",
+            wake.key()
+        );
+        return WakeEnd::Interrupted;
+    }
+
+    if let Some(sid) = attempt.transcript.session_id.clone() {
+        if Some(&sid) != stored.as_ref() {
+            shared
+                .outbox
+                .push(frames::agent_session_start(id.as_str(), &sid));
+        }
+        session_id = Some(sid);
+    }
+
+    let succeeded = attempt.exit_code == 0 && !attempt.timed_out && attempt.transcript.succeeded();
+    if succeeded
+        && let (Some(text), Some(session)) = (attempt.transcript.final_text(), session.as_deref())
+        && !text.trim().is_empty()
+        && !attempt.transcript.called_tool(prompt::SEND_MESSAGE_TOOL)
+    {
+        fallback_reply(shared, id.as_str(), session, text).await;
+    }
+
+    let tail = match &attempt.spawn_error {
+        Some(e) => e.clone(),
+        None => attempt.stderr_tail.clone(),
+    };
+    write_last_spawn(&layout, |v| {
+        *v = json!({
+            "exit_code": attempt.exit_code,
+            "session_id": session_id,
+            "stderr_tail": tail,
+            "ts": frames::now_ts(),
+        })
+    });
+
+    let status = if attempt.timed_out {
+        WakeStatus::Timeout
+    } else if succeeded {
+        WakeStatus::Idle
+    } else {
+        WakeStatus::Crashed
+    };
+    let frame = frames::agent_status(id.as_str(), status, Some(attempt.exit_code));
+    let outbox = shared.outbox.clone();
+    shared.with_ledger(|l| {
+        l.finish(&wake.message_id);
+        // The final status goes out once the message is recorded as done,
+        // so a crash in between reruns it rather than losing it.
+        l.after_durable(move || outbox.push(frame));
+    });
+    WakeEnd::Finished(status)
+}
+
+/// The daemon answers for claude when it finished without calling
+/// send_message (PROTOCOL §4.9).
+async fn fallback_reply(shared: &Arc<Shared>, agent_id: &str, session: &str, text: &str) {
+    let args = json!({"target": "user", "body": text, "kind": "reply"});
+    match shared
+        .tools
+        .call(
+            agent_id,
+            Some(session),
+            "send_message",
+            args,
+            shared.timing.fallback_timeout,
+        )
+        .await
+    {
+        ToolOutcome::Ok(_) => tracing::info!(
+            "{agent_id}: claude did not call send_message; the daemon sent its final text"
+        ),
+        ToolOutcome::Err(e) => tracing::warn!("{agent_id}: fallback send_message failed: {e}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_attempt(
+    shared: &Arc<Shared>,
+    s: &Settings,
+    wake: &PendingWake,
+    layout: &AgentLayout,
+    cwd: &Path,
+    resume: Option<&str>,
+    chief: bool,
+    system_prompt: &str,
+    stdin_text: &str,
+) -> Attempt {
+    let id = wake.agent_id.as_str();
+    let mcp_config = layout.mcp_config();
+    let args = command::args(&Spec {
+        resume,
+        mcp_config: &mcp_config,
+        chief,
+        system_prompt,
+        permission_mode: s.permission_mode,
+    });
+    let scrub: Vec<String> = s.api_key_env.iter().cloned().collect();
+    let socket_override = (s.socket != s.paths.socket()).then_some(s.socket.as_path());
+    let env = command::environment(
+        std::env::vars_os(),
+        &EnvPolicy {
+            profile: &s.profile,
+            scrub: &scrub,
+            use_system_proxy: s.use_system_proxy,
+            socket_override,
+        },
+    );
+    let path_env = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let Some(program) = command::resolve_binary(&s.claude_binary, path_env.as_deref()) else {
+        let msg = format!(
+            "claude binary {:?} not found (set [daemon] claude_binary to its absolute path, or add it to PATH)",
+            s.claude_binary
+        );
+        tracing::error!("{id}: {msg}");
+        return Attempt {
+            exit_code: 127,
+            spawn_error: Some(msg),
+            ..Attempt::default()
+        };
+    };
+    let mut child = match tokio::process::Command::new(&program)
+        .args(&args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!(
+                "cannot start {} in {}: {e}",
+                program.display(),
+                cwd.display()
+            );
+            tracing::error!("{id}: {msg}");
+            return Attempt {
+                exit_code: 126,
+                spawn_error: Some(msg),
+                ..Attempt::default()
+            };
+        }
+    };
+    let pgid = process::group_of(&child);
+    shared.with_live(|l| {
+        if let Some(r) = l.running.get_mut(id) {
+            r.pid = child.id();
+        }
+    });
+    // The prompt goes on stdin, which is then closed: an open silent pipe
+    // stalls claude.
+    if let Some(mut stdin) = child.stdin.take()
+        && let Err(e) = stdin.write_all(stdin_text.as_bytes()).await
+    {
+        tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
+    }
+    if !matches!(wake.message_id, Value::Null) {
+        shared.outbox.push(frames::delivery_ack(
+            &wake.message_id,
+            AckStatus::Started,
+            None,
+        ));
+    }
+    shared
+        .outbox
+        .push(frames::agent_status(id, WakeStatus::Running, None));
+
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let stderr_task = tokio::spawn(read_tail(stderr));
+    let mut transcript = Transcript::default();
+    let deadline = tokio::time::Instant::now() + s.wake_timeout;
+
+    enum End {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        Timeout,
+        Cancelled,
+    }
+    let end = {
+        let run = async {
+            read_stdout(stdout, &mut transcript, id).await;
+            child.wait().await
+        };
+        tokio::select! {
+            status = run => End::Exited(status),
+            _ = tokio::time::sleep_until(deadline) => End::Timeout,
+            _ = shared.cancel.cancelled() => End::Cancelled,
+        }
+    };
+    let mut result = Attempt::default();
+    match end {
+        End::Exited(Ok(status)) => {
+            result.exit_code = process::exit_code(status);
+            process::reap_group(pgid);
+        }
+        End::Exited(Err(e)) => {
+            tracing::error!("{id}: waiting for claude failed: {e}");
+            result.exit_code = -1;
+        }
+        End::Timeout | End::Cancelled => {
+            let timed_out = matches!(end, End::Timeout);
+            if timed_out {
+                tracing::warn!(
+                    "{id}: claude ran longer than {:?}; stopping it",
+                    s.wake_timeout
+                );
+            }
+            let status = process::stop(&mut child, pgid, shared.timing.kill_grace).await;
+            result.exit_code = status.map(process::exit_code).unwrap_or(-9);
+            result.timed_out = timed_out;
+            result.interrupted = !timed_out;
+        }
+    }
+    result.stderr_tail = stderr_task.await.unwrap_or_default();
+    result.transcript = transcript;
+    result
+}
+
+/// Feed claude's stdout to the transcript, one line at a time, with a cap
+/// on line length (a longer line is dropped, not fatal).
+async fn read_stdout(
+    stdout: Option<impl AsyncRead + Unpin>,
+    transcript: &mut Transcript,
+    id: &str,
+) {
+    let Some(mut out) = stdout else { return };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    loop {
+        let n = match out.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
+            if !skipping {
+                line.extend_from_slice(&chunk[..pos]);
+                transcript.feed_line(&String::from_utf8_lossy(&line));
+            }
+            line.clear();
+            skipping = false;
+            chunk = &chunk[pos + 1..];
+        }
+        if !skipping {
+            line.extend_from_slice(chunk);
+            if line.len() > MAX_LINE {
+                tracing::warn!("{id}: claude wrote a stdout line over {MAX_LINE} bytes; skipped");
+                line.clear();
+                skipping = true;
+            }
+        }
+    }
+    if !line.is_empty() && !skipping {
+        transcript.feed_line(&String::from_utf8_lossy(&line));
+    }
+}
+
+/// The last `STDERR_TAIL_CHARS` characters of a stream.
+async fn read_tail(stderr: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(mut err) = stderr else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match err.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 64 * 1024 {
+                    kept.drain(..kept.len() - 16 * 1024);
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&kept);
+    let count = text.chars().count();
+    text.chars()
+        .skip(count.saturating_sub(STDERR_TAIL_CHARS))
+        .collect()
+}
+
+fn set_current_session(layout: &AgentLayout, session: Option<&str>) {
+    let path = layout.current_session();
+    let result = match session {
+        Some(s) => fsutil::write_atomic(&path, s.as_bytes(), 0o600),
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = result {
+        tracing::warn!("cannot update {}: {e}", path.display());
+    }
+}
+
+fn read_last_spawn(layout: &AgentLayout) -> Option<Value> {
+    let bytes = std::fs::read(layout.last_spawn()).ok()?;
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// Update `last-spawn.json` (2-space JSON, no trailing newline, as the
+/// original), atomically and 0600: stderr may carry paths and tokens.
+fn write_last_spawn(layout: &AgentLayout, update: impl FnOnce(&mut Value)) {
+    let mut v = read_last_spawn(layout).unwrap_or_else(|| json!({}));
+    update(&mut v);
+    let text = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    if let Err(e) = fsutil::write_atomic(&layout.last_spawn(), &text, 0o600) {
+        tracing::warn!("cannot write {}: {e}", layout.last_spawn().display());
+    }
+}

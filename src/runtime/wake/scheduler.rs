@@ -1,0 +1,122 @@
+//! Which wake runs when (PROTOCOL §3.6): one FIFO per agent, one wake at a
+//! time per agent, at most `max_concurrent_wakes` across agents. A queue
+//! over its capacity sends `queue_full` (the backend's backpressure signal)
+//! but keeps the message: it was accepted, so it runs.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use super::runner::{self, WakeEnd};
+use crate::runtime::ledger::PendingWake;
+use crate::runtime::shared::Shared;
+
+/// Waiting wakes per agent before `queue_full` is signalled.
+pub const QUEUE_CAPACITY: usize = 100;
+
+#[derive(Default)]
+struct AgentQueue {
+    waiting: VecDeque<PendingWake>,
+    worker: bool,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    queues: Mutex<HashMap<String, AgentQueue>>,
+    permits: Arc<Semaphore>,
+    tasks: TaskTracker,
+    handle: tokio::runtime::Handle,
+}
+
+impl Scheduler {
+    pub fn new(
+        shared: Arc<Shared>,
+        max_concurrent: u32,
+        handle: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            queues: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1) as usize)),
+            tasks: TaskTracker::new(),
+            handle,
+        })
+    }
+
+    /// Queue a wake. Returns false when the agent's queue was already full
+    /// (the wake is queued anyway). Callable from any thread.
+    pub fn enqueue(self: &Arc<Self>, wake: PendingWake) -> bool {
+        let key = wake.agent_id.to_string();
+        let (fits, start) = {
+            let mut queues = match self.queues.lock() {
+                Ok(q) => q,
+                Err(p) => p.into_inner(),
+            };
+            let q = queues.entry(key.clone()).or_default();
+            let fits = q.waiting.len() < QUEUE_CAPACITY;
+            q.waiting.push_back(wake);
+            let start = !q.worker;
+            q.worker = true;
+            (fits, start)
+        };
+        self.update_queued();
+        if start {
+            let me = self.clone();
+            let _guard = self.handle.enter();
+            self.tasks.spawn(async move { me.drain(key).await });
+        }
+        fits
+    }
+
+    fn next(&self, agent: &str) -> Option<PendingWake> {
+        let mut queues = match self.queues.lock() {
+            Ok(q) => q,
+            Err(p) => p.into_inner(),
+        };
+        let q = queues.get_mut(agent)?;
+        let next = q.waiting.pop_front();
+        if next.is_none() {
+            queues.remove(agent);
+        }
+        next
+    }
+
+    fn update_queued(&self) {
+        let n = self
+            .queues
+            .lock()
+            .map(|q| q.values().map(|a| a.waiting.len()).sum())
+            .unwrap_or(0);
+        self.shared.with_live(|l| l.queued = n);
+    }
+
+    async fn drain(self: Arc<Self>, agent: String) {
+        while let Some(wake) = self.next(&agent) {
+            self.update_queued();
+            let permit = tokio::select! {
+                p = self.permits.clone().acquire_owned() => p,
+                _ = self.shared.cancel.cancelled() => break,
+            };
+            let Ok(_permit) = permit else { break };
+            if self.shared.cancel.is_cancelled() {
+                break;
+            }
+            let key = wake.key();
+            match runner::run(&self.shared, wake).await {
+                WakeEnd::Finished(status) => {
+                    tracing::info!("{agent}: message {key} done: {}", status.as_str())
+                }
+                WakeEnd::Interrupted => break,
+            }
+        }
+    }
+
+    /// Wait until every wake task has returned (after cancellation they stop
+    /// their claude and return promptly).
+    pub async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
