@@ -4,6 +4,5 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cloudagent_daemon::cli::Cli::parse();
-    cloudagent_daemon::logging::init_cli();
     cloudagent_daemon::cli::run(cli)
 }

@@ -184,6 +184,11 @@ impl ProfilePaths {
     pub fn inventory_file(&self) -> PathBuf {
         self.base.join("inventory.json")
     }
+    /// Agents the server assigned to this host, kept by the daemon so that
+    /// apply never prunes them.
+    pub fn assigned_agents_file(&self) -> PathBuf {
+        self.base.join("assigned-agents.json")
+    }
     pub fn agent_dir(&self, id: &AgentId) -> PathBuf {
         self.agents_root.join(id.as_str())
     }

@@ -1,8 +1,11 @@
 //! Command line: clap definitions and dispatch. Each command lives in its
 //! own file and returns an exit code.
 
+mod profile;
 mod reconcile;
 mod schema;
+mod start;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,15 +46,35 @@ pub enum Command {
     /// directories, agent workspaces, service units. Removed agents'
     /// workspaces are archived, never deleted.
     Apply(reconcile::ApplyArgs),
+    /// Run a profile's daemon in the foreground: connect to the backend and
+    /// run claude for every message its agents receive.
+    ///
+    /// Settings come from cloudagent.toml (the profile's section), else from
+    /// the profile's config.json written by `login`, or from --server-url and
+    /// --api-key (one-shot). Local resources are applied first. Stops
+    /// cleanly on SIGTERM/SIGINT (exit 0); exits 1 when the key is rejected.
+    Start(start::StartArgs),
+    /// Show whether a profile's daemon runs, its connection, host id,
+    /// last_seq, agents and running wakes. Exit 1 when it is not running.
+    Status(status::StatusArgs),
+    /// Stop a profile's daemon (SIGTERM, then wait for a clean exit).
+    Stop(status::StopArgs),
     /// Print the JSON Schema of cloudagent.toml (for editor completion and
     /// validation).
     Schema,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    // The daemon sets up its own logging (files per profile).
+    if !matches!(cli.command, Command::Start(_)) {
+        crate::logging::init_cli();
+    }
     let code = match cli.command {
         Command::Plan(args) => reconcile::plan(cli.config.as_deref(), &args),
         Command::Apply(args) => reconcile::apply(cli.config.as_deref(), &args),
+        Command::Start(args) => start::run(cli.config.as_deref(), &args),
+        Command::Status(args) => status::status(&args),
+        Command::Stop(args) => status::stop(&args),
         Command::Schema => schema::run(),
     };
     ExitCode::from(code)

@@ -61,6 +61,20 @@ impl crate::service::ServiceManager for NoServices {
     }
 }
 
+/// The plan a running daemon applies for its own profile: its directories
+/// and declared agents (pruning its own removed agents), never its service
+/// unit and never other profiles.
+pub fn plan_for_profile(desired: &Desired, ctx: &Context, profile: &crate::paths::ProfileName) -> Plan {
+    let mut target = target::build(desired, ctx);
+    target.profiles.retain(|name, _| name == profile);
+    for pt in target.profiles.values_mut() {
+        pt.service = target::ServiceWant::Unmanaged;
+    }
+    let mut observed = observe::observe(&target, &ctx.home);
+    observed.profiles.retain(|name, _| name == profile);
+    plan::plan(&target, &observed)
+}
+
 /// Target, observation and plan in one call: what `plan` and `apply` run.
 pub fn plan_for(desired: &Desired, ctx: &Context) -> (Target, Plan) {
     let target = target::build(desired, ctx);

@@ -1,7 +1,7 @@
 //! Reading the machine: the state of every path a target or an inventory
 //! names, and the inventories themselves. The only IO of a plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ pub struct Observed {
 pub struct ObservedProfile {
     pub paths: ProfilePaths,
     pub inventory: Result<Option<Inventory>, String>,
+    /// Agents the server assigned (recorded by the running daemon).
+    pub assigned: BTreeSet<String>,
 }
 
 impl Observed {
@@ -40,7 +42,8 @@ pub fn observe(target: &Target, home: &Home) -> Observed {
         profiles.entry(name.clone()).or_insert_with(|| {
             let paths = home.profile(&name);
             let inventory = Inventory::read(&paths.inventory_file());
-            ObservedProfile { paths, inventory }
+            let assigned = crate::runtime::agents::read_assigned(&paths.assigned_agents_file());
+            ObservedProfile { paths, inventory, assigned }
         });
     }
 

@@ -467,6 +467,7 @@ fn plan_service(
     let id = ResourceId::service(profile);
     base.service = old.cloned();
     let unit = match want {
+        ServiceWant::Unmanaged => return,
         ServiceWant::Error(e) => {
             plan.errors.push(Message {
                 resource: id.to_string(),

@@ -48,6 +48,9 @@ pub struct AgentTarget {
 
 #[derive(Debug, Clone)]
 pub enum ServiceWant {
+    /// Not this run's business (the daemon reconciling its own profile):
+    /// whatever is there stays, recorded as it was.
+    Unmanaged,
     None,
     Unit(UnitTarget),
     /// The unit cannot be rendered (e.g. its key is missing); an existing

@@ -12,11 +12,6 @@ use crate::paths::AgentId;
 use crate::reconcile::{self, target::agent_entries};
 use crate::workspace::{AgentLayout, Identity};
 
-/// Agents the server assigned, recorded so that `apply` never prunes them.
-pub fn assigned_file(settings: &Settings) -> PathBuf {
-    settings.paths.base.join("assigned-agents.json")
-}
-
 pub fn read_assigned(path: &Path) -> BTreeSet<String> {
     std::fs::read(path)
         .ok()
@@ -25,7 +20,7 @@ pub fn read_assigned(path: &Path) -> BTreeSet<String> {
 }
 
 fn record_assigned(settings: &Settings, id: &AgentId, assigned: bool) {
-    let path = assigned_file(settings);
+    let path = settings.paths.assigned_agents_file();
     let mut set = read_assigned(&path);
     let changed = if assigned {
         set.insert(id.to_string())

@@ -285,6 +285,14 @@ impl Ledger {
         self.workspace_root.as_deref()
     }
 
+    /// `--workspace-root` is remembered in state.json, as the original does.
+    pub fn set_workspace_root(&mut self, root: &str) {
+        if self.workspace_root.as_deref() != Some(root) {
+            self.workspace_root = Some(root.to_string());
+            self.compact();
+        }
+    }
+
     pub fn pending_count(&self) -> usize {
         self.pending.len()
     }

@@ -14,3 +14,5 @@ pub mod timing;
 pub mod tool_calls;
 pub mod transport;
 pub mod wake;
+pub mod lock;
+pub mod daemon;

@@ -523,7 +523,7 @@ impl FakeClaude {
     pub fn install(dir: &Path) -> FakeClaude {
         let bin = dir.join("claude");
         let state = dir.join("claude.d");
-        let state_str = state.to_str().expect("fake claude: UTF-8 path");
+        let state_str = state.to_str().expect("fake claude: UTF-8 path").to_string();
         assert!(
             !state_str.contains('\''),
             "fake claude: path must not contain a single quote: {state_str}"
@@ -544,7 +544,7 @@ impl FakeClaude {
         // Write under a temporary name and rename, so a concurrently
         // starting daemon never executes a half-written file.
         let tmp = dir.join(".claude.tmp");
-        fs::write(&tmp, SCRIPT.replace("@STATE@", state_str)).unwrap();
+        fs::write(&tmp, SCRIPT.replace("@STATE@", &state_str)).unwrap();
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
         fs::rename(&tmp, &fake.bin).unwrap();
         fake
@@ -756,9 +756,11 @@ C="$D/calls/$n"
 S="$D/script/$n"
 [ -d "$S" ] || S="$D/script/default"
 
-child=
+reaped=
 finish() {
-  if [ -n "$child" ]; then kill "$child" 2>/dev/null; fi
+  # Every background child is awaited before the next starts, so `$!` is the
+  # only one that can still be running.
+  if [ -n "$!" ] && [ "$!" != "$reaped" ]; then kill "$!" 2>/dev/null; wait "$!"; fi
   echo "$1" > "$C/exit.tmp" && mv -f "$C/exit.tmp" "$C/exit"
   exit "$1"
 }
@@ -774,7 +776,7 @@ else
   trap on_term TERM
 fi
 # Run a command in the background and wait, so trapped signals act at once.
-run() { "$@" & child=$!; wait "$child"; child=; }
+run() { "$@" & wait "$!"; reaped=$!; }
 
 for a in "$@"; do printf '%s\0' "$a"; done > "$C/argv"
 pwd -P > "$C/cwd"
@@ -798,7 +800,7 @@ fi
 
 # Read stdin to EOF (background jobs get /dev/null as stdin unless redirected).
 exec 3<&0
-cat <&3 > "$C/stdin" & child=$!; wait "$child"; child=
+cat <&3 > "$C/stdin" & wait "$!"; reaped=$!
 exec 3<&-
 : > "$C/stdin_eof"
 
