@@ -1,6 +1,7 @@
 //! Command line: clap definitions and dispatch. Each command lives in its
 //! own file and returns an exit code.
 
+mod bridge;
 mod profile;
 mod reconcile;
 mod schema;
@@ -62,11 +63,16 @@ pub enum Command {
     /// Print the JSON Schema of cloudagent.toml (for editor completion and
     /// validation).
     Schema,
+    /// The stdio MCP server claude starts for an agent (from the MCP config
+    /// the daemon writes). Not for interactive use.
+    #[command(hide = true)]
+    McpBridge(bridge::BridgeArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    // The daemon sets up its own logging (files per profile).
-    if !matches!(cli.command, Command::Start(_)) {
+    // The daemon sets up its own logging (files per profile), the bridge
+    // its own (stderr only).
+    if !matches!(cli.command, Command::Start(_) | Command::McpBridge(_)) {
         crate::logging::init_cli();
     }
     let code = match cli.command {
@@ -76,6 +82,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status::status(&args),
         Command::Stop(args) => status::stop(&args),
         Command::Schema => schema::run(),
+        Command::McpBridge(args) => bridge::run(&args),
     };
     ExitCode::from(code)
 }

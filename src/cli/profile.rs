@@ -20,7 +20,12 @@ impl ProfileArg {
         let raw = self
             .profile
             .clone()
-            .or_else(|| std::env::var(PROFILE_ENV).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()))
+            .or_else(|| {
+                std::env::var(PROFILE_ENV)
+                    .ok()
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+            })
             .unwrap_or_else(|| "default".to_string());
         ProfileName::parse(&raw).map_err(|_| {
             eprintln!("Error: invalid profile name: '{raw}' — must match [a-z0-9][a-z0-9-]{{0,30}} (e.g. 'fr', 'prod', 'staging-eu')");
@@ -31,5 +36,9 @@ impl ProfileArg {
 
 /// ` --profile NAME` for messages, empty for the default profile.
 pub fn flag(p: &ProfileName) -> String {
-    if p.is_default() { String::new() } else { format!(" --profile {p}") }
+    if p.is_default() {
+        String::new()
+    } else {
+        format!(" --profile {p}")
+    }
 }

@@ -55,7 +55,11 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     };
     match args.transport.to_ascii_lowercase().as_str() {
         "ws" => {}
-        "sse" | "auto" => return usage("--transport sse is not available in this version of cloudagent-daemon; use --transport ws (the default)"),
+        "sse" | "auto" => {
+            return usage(
+                "--transport sse is not available in this version of cloudagent-daemon; use --transport ws (the default)",
+            );
+        }
         other => return usage(&format!("--transport must be 'ws' (got '{other}')")),
     }
     if args.insecure {
@@ -79,7 +83,9 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
                 Err(e) => return usage(&e),
             }
         }
-        (Some(_), None) | (None, Some(_)) => return usage("--server-url and --api-key must be used together"),
+        (Some(_), None) | (None, Some(_)) => {
+            return usage("--server-url and --api-key must be used together");
+        }
         (None, None) => match from_files(config_flag, &profile, &home, &exe) {
             Ok(pair) => pair,
             Err(e) => return fail(&e),
@@ -99,13 +105,20 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     let _lock = match lock::acquire(&settings.paths.lock_file(), &settings.paths.pid_file()) {
         Ok(l) => l,
         Err(LockError::Held(pid)) => {
-            let holder = pid.map(|p| format!("running pid={p}")).unwrap_or_else(|| "another process holds the lock".into());
+            let holder = pid
+                .map(|p| format!("running pid={p}"))
+                .unwrap_or_else(|| "another process holds the lock".into());
             let f = flag(&profile);
             return fail(&format!(
                 "profile '{profile}' already has a daemon running ({holder}). Stop it via `cloudagent-daemon stop{f}` or `cloudagent-daemon uninstall-service{f}` before starting another."
             ));
         }
-        Err(LockError::Io(e)) => return fail(&format!("cannot lock {}: {e}", settings.paths.lock_file().display())),
+        Err(LockError::Io(e)) => {
+            return fail(&format!(
+                "cannot lock {}: {e}",
+                settings.paths.lock_file().display()
+            ));
+        }
     };
 
     let (mut ledger, pending) = match Ledger::open(&settings.paths) {
@@ -113,9 +126,18 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
         Err(e) => return fail(&e.to_string()),
     };
     if let Some(w) = &args.workspace_root {
-        let abs = if w.is_absolute() { w.clone() } else { std::env::current_dir().map(|d| d.join(w)).unwrap_or_else(|_| w.clone()) };
+        let abs = if w.is_absolute() {
+            w.clone()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(w))
+                .unwrap_or_else(|_| w.clone())
+        };
         if let Err(e) = crate::fsutil::create_dir_all(&abs, 0o755) {
-            return fail(&format!("cannot create --workspace-root {}: {e}", abs.display()));
+            return fail(&format!(
+                "cannot create --workspace-root {}: {e}",
+                abs.display()
+            ));
         }
         ledger.set_workspace_root(&abs.display().to_string());
         settings.workspace_root = Some(abs);
@@ -126,20 +148,32 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
         Ok(t) => t,
         Err(e) => return usage(&e),
     };
-    let level = desired.as_ref().map(|d| d.daemon.log_level.as_str()).unwrap_or("info");
+    let level = desired
+        .as_ref()
+        .map(|d| d.daemon.log_level.as_str())
+        .unwrap_or("info");
     let _log_guard = match crate::logging::init_daemon(&settings.paths.logs_dir(), level) {
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
     let _pid = match PidFile::write(&settings.paths.pid_file()) {
         Ok(p) => p,
-        Err(e) => return fail(&format!("cannot write {}: {e}", settings.paths.pid_file().display())),
+        Err(e) => {
+            return fail(&format!(
+                "cannot write {}: {e}",
+                settings.paths.pid_file().display()
+            ));
+        }
     };
     // Children (claude, the bridge, agent shells) find the profile here.
     // SAFETY: single-threaded at this point; no runtime has started.
     unsafe { std::env::set_var(crate::runtime::settings::PROFILE_ENV, profile.as_str()) };
 
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
@@ -148,13 +182,21 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     rt.block_on(async {
         let runtimes = detect::detect(&home.home, std::env::var_os("PATH")).await;
         print!("{}", detect::render(&runtimes));
-        let profile_note = if profile.is_default() { String::new() } else { format!(" [profile={profile}]") };
+        let profile_note = if profile.is_default() {
+            String::new()
+        } else {
+            format!(" [profile={profile}]")
+        };
         println!(
             "Connecting to {} as host {}{profile_note}...",
             settings.server_url,
             host.as_deref().unwrap_or("(assigned on connect)")
         );
-        tracing::info!("starting: profile={profile} server={} pid={}", settings.server_url, std::process::id());
+        tracing::info!(
+            "starting: profile={profile} server={} pid={}",
+            settings.server_url,
+            std::process::id()
+        );
         match daemon::run(settings, timing, ledger, pending).await {
             Ok(()) => 0,
             Err(e) => {
@@ -167,8 +209,14 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
 
 /// The config file if it declares this profile, else the original's
 /// `config.json` written by `login`.
-fn from_files(config_flag: Option<&Path>, profile: &ProfileName, home: &Home, exe: &Path) -> Result<(Settings, Option<config::Desired>), String> {
-    let explicit = config_flag.is_some() || std::env::var_os(config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
+fn from_files(
+    config_flag: Option<&Path>,
+    profile: &ProfileName,
+    home: &Home,
+    exe: &Path,
+) -> Result<(Settings, Option<config::Desired>), String> {
+    let explicit = config_flag.is_some()
+        || std::env::var_os(config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
     let path = config::resolve_path(config_flag, home);
     let legacy = home.profile(profile).legacy_config_file();
     if explicit || path.exists() {
@@ -179,7 +227,8 @@ fn from_files(config_flag: Option<&Path>, profile: &ProfileName, home: &Home, ex
         }
     }
     if legacy.exists() {
-        return Settings::from_legacy(&legacy, profile, home.clone(), exe.to_path_buf()).map(|s| (s, None));
+        return Settings::from_legacy(&legacy, profile, home.clone(), exe.to_path_buf())
+            .map(|s| (s, None));
     }
     let f = flag(profile);
     Err(format!(
@@ -190,21 +239,37 @@ fn from_files(config_flag: Option<&Path>, profile: &ProfileName, home: &Home, ex
 
 /// Bring the profile's directories and declared agents in line before
 /// connecting (never its service unit: that is `apply`'s job).
-fn prepare(settings: &Settings, desired: Option<&config::Desired>, home: &Home, exe: &Path) -> Result<(), String> {
+fn prepare(
+    settings: &Settings,
+    desired: Option<&config::Desired>,
+    home: &Home,
+    exe: &Path,
+) -> Result<(), String> {
     let Some(desired) = desired else {
         for dir in [settings.paths.base.clone(), settings.paths.logs_dir()] {
-            crate::fsutil::create_dir_all(&dir, 0o700).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            crate::fsutil::create_dir_all(&dir, 0o700)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         return Ok(());
     };
-    let ctx = Context { home: home.clone(), exe: exe.to_path_buf(), platform: Platform::detect()? };
+    let ctx = Context {
+        home: home.clone(),
+        exe: exe.to_path_buf(),
+        platform: Platform::detect()?,
+    };
     let plan = reconcile::plan_for_profile(desired, &ctx, &settings.profile);
     for e in &plan.errors {
         eprintln!("warning: {}: {}", e.resource, e.message);
     }
     if plan.has_changes() {
         print!("{}", render::text(&plan, &[], &home.home));
-        let report = run_apply(&plan, &CliManager { platform: ctx.platform }, chrono::Utc::now());
+        let report = run_apply(
+            &plan,
+            &CliManager {
+                platform: ctx.platform,
+            },
+            chrono::Utc::now(),
+        );
         for e in &report.errors {
             eprintln!("warning: {e}");
         }

@@ -50,22 +50,42 @@ pub fn status(args: &StatusArgs) -> u8 {
     };
     let paths = home.profile(&profile);
     let (pid, problem) = match read_pid(&paths.pid_file()) {
-        Ok(None) => (None, format!("● daemon not running for profile '{profile}' (no PID file)")),
-        Err(_) => (None, format!("● daemon stale PID file (corrupt) profile='{profile}'")),
-        Ok(Some(pid)) if !alive(pid) => (Some(pid), format!("● daemon stale PID file (pid={pid} not alive) profile='{profile}'")),
+        Ok(None) => (
+            None,
+            format!("● daemon not running for profile '{profile}' (no PID file)"),
+        ),
+        Err(_) => (
+            None,
+            format!("● daemon stale PID file (corrupt) profile='{profile}'"),
+        ),
+        Ok(Some(pid)) if !alive(pid) => (
+            Some(pid),
+            format!("● daemon stale PID file (pid={pid} not alive) profile='{profile}'"),
+        ),
         Ok(Some(pid)) => (Some(pid), String::new()),
     };
     if !problem.is_empty() {
         if args.json {
-            println!("{}", json!({"running": false, "profile": profile.as_str(), "pid": pid, "message": problem.trim_start_matches("● ")}));
+            println!(
+                "{}",
+                json!({"running": false, "profile": profile.as_str(), "pid": pid, "message": problem.trim_start_matches("● ")})
+            );
         } else {
             println!("{problem}");
         }
         return 1;
     }
     let pid = pid.unwrap_or_default();
-    let live = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(ipc::call(&socket_for(&home, &profile), "status", json!({}), Duration::from_secs(3))),
+    let live = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(ipc::call(
+            &socket_for(&home, &profile),
+            "status",
+            json!({}),
+            Duration::from_secs(3),
+        )),
         Err(e) => {
             eprintln!("Error: {e}");
             return 1;
@@ -83,9 +103,14 @@ pub fn status(args: &StatusArgs) -> u8 {
         }
         Err(e) => {
             if args.json {
-                println!("{}", json!({"running": true, "profile": profile.as_str(), "pid": pid, "error": e.to_string()}));
+                println!(
+                    "{}",
+                    json!({"running": true, "profile": profile.as_str(), "pid": pid, "error": e.to_string()})
+                );
             } else {
-                println!("● daemon running (pid={pid}, profile='{profile}') but it does not answer on its socket: {e}");
+                println!(
+                    "● daemon running (pid={pid}, profile='{profile}') but it does not answer on its socket: {e}"
+                );
             }
             0
         }
@@ -107,10 +132,17 @@ fn render(v: &Value) -> String {
         out.push_str(&format!("  last error: {e}\n"));
     }
     out.push_str(&format!("  last_seq: {}\n", v["last_seq"]));
-    let agents: Vec<&str> = v["agents"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let agents: Vec<&str> = v["agents"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     out.push_str(&format!(
         "  agents: {}\n",
-        if agents.is_empty() { "none".to_string() } else { format!("{} ({})", agents.join(", "), agents.len()) }
+        if agents.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{} ({})", agents.join(", "), agents.len())
+        }
     ));
     let running = v["running"].as_object().cloned().unwrap_or_default();
     if running.is_empty() {
@@ -122,11 +154,17 @@ fn render(v: &Value) -> String {
                 "    {agent}: message {} since {}{}\n",
                 w["message_id"],
                 w["started_at"].as_str().unwrap_or("?"),
-                w["pid"].as_u64().map(|p| format!(" (claude pid {p})")).unwrap_or_default()
+                w["pid"]
+                    .as_u64()
+                    .map(|p| format!(" (claude pid {p})"))
+                    .unwrap_or_default()
             ));
         }
     }
-    out.push_str(&format!("  queued: {}  pending: {}  outbox: {}\n", v["queued"], v["pending"], v["outbox"]));
+    out.push_str(&format!(
+        "  queued: {}  pending: {}  outbox: {}\n",
+        v["queued"], v["pending"], v["outbox"]
+    ));
     if let Some(c) = v.get("config_file").and_then(Value::as_str) {
         out.push_str(&format!("  config: {c}\n"));
     }
@@ -180,7 +218,10 @@ pub fn stop(args: &StopArgs) -> u8 {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("daemon did not exit within {}s; sending SIGKILL", args.timeout);
+    println!(
+        "daemon did not exit within {}s; sending SIGKILL",
+        args.timeout
+    );
     let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
     1
 }

@@ -64,7 +64,11 @@ impl crate::service::ServiceManager for NoServices {
 /// The plan a running daemon applies for its own profile: its directories
 /// and declared agents (pruning its own removed agents), never its service
 /// unit and never other profiles.
-pub fn plan_for_profile(desired: &Desired, ctx: &Context, profile: &crate::paths::ProfileName) -> Plan {
+pub fn plan_for_profile(
+    desired: &Desired,
+    ctx: &Context,
+    profile: &crate::paths::ProfileName,
+) -> Plan {
     let mut target = target::build(desired, ctx);
     target.profiles.retain(|name, _| name == profile);
     for pt in target.profiles.values_mut() {

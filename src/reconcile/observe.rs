@@ -43,7 +43,11 @@ pub fn observe(target: &Target, home: &Home) -> Observed {
             let paths = home.profile(&name);
             let inventory = Inventory::read(&paths.inventory_file());
             let assigned = crate::runtime::agents::read_assigned(&paths.assigned_agents_file());
-            ObservedProfile { paths, inventory, assigned }
+            ObservedProfile {
+                paths,
+                inventory,
+                assigned,
+            }
         });
     }
 

@@ -368,6 +368,20 @@ fn archive_agent(
 ) {
     let id = ResourceId::agent(profile, agent);
     let dir = paths.agents_root.join(agent);
+    if observed
+        .profiles
+        .get(profile)
+        .is_some_and(|p| p.assigned.contains(agent))
+    {
+        // The backend binds it to this host: the server's, not the file's.
+        plan.notes.push(Message {
+            resource: id.to_string(),
+            message:
+                "no longer declared, but the server assigns it to this host; its workspace stays"
+                    .to_string(),
+        });
+        return;
+    }
     match observed.seen(&dir) {
         Seen::Dir { .. } => {
             base.agents.insert(agent.to_string());

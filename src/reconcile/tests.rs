@@ -113,6 +113,7 @@ fn empty(t: &Target) -> Observed {
                     ObservedProfile {
                         paths: home.profile(n),
                         inventory: Ok(None),
+                        assigned: Default::default(),
                     },
                 )
             })
@@ -221,6 +222,20 @@ fn removed_agent_is_archived_only_when_recorded() {
         i.agents.remove("agent_b");
     }
     assert!(plan(&t, &obs).changes.is_empty());
+}
+
+#[test]
+fn server_assigned_agents_are_never_archived() {
+    let with_b = format!("{BASE}\n[profiles.default.agents.agent_b]\n");
+    let mut obs = converged(&target(&with_b));
+    obs.profiles
+        .get_mut(&default_profile())
+        .unwrap()
+        .assigned
+        .insert("agent_b".into());
+    let p = plan(&target(BASE), &obs);
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    assert!(p.notes[0].message.contains("server assigns it"));
 }
 
 #[test]

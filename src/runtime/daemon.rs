@@ -21,18 +21,29 @@ pub enum DaemonError {
     #[error(transparent)]
     Fatal(#[from] Fatal),
     #[error("cannot listen on the bridge socket {path}: {source}")]
-    Socket { path: String, source: std::io::Error },
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
 
-pub async fn run(settings: Settings, timing: Timing, ledger: Ledger, pending: Vec<PendingWake>) -> Result<(), DaemonError> {
+pub async fn run(
+    settings: Settings,
+    timing: Timing,
+    ledger: Ledger,
+    pending: Vec<PendingWake>,
+) -> Result<(), DaemonError> {
     let socket = settings.socket.clone();
     let max = settings.max_concurrent_wakes;
     let shared = Shared::new(settings, timing, ledger);
     let scheduler = Scheduler::new(shared.clone(), max, tokio::runtime::Handle::current());
     if !pending.is_empty() {
-        tracing::info!("replaying {} accepted message(s) that did not finish before the last stop", pending.len());
+        tracing::info!(
+            "replaying {} accepted message(s) that did not finish before the last stop",
+            pending.len()
+        );
     }
     for wake in pending {
         scheduler.enqueue(wake);
@@ -42,10 +53,18 @@ pub async fn run(settings: Settings, timing: Timing, ledger: Ledger, pending: Ve
         path: socket.display().to_string(),
         source,
     })?;
-    let ipc_task = tokio::spawn(server.serve(listener, Arc::new(DaemonIpc { shared: shared.clone() }), shared.cancel.clone()));
+    let ipc_task = tokio::spawn(server.serve(
+        listener,
+        Arc::new(DaemonIpc {
+            shared: shared.clone(),
+        }),
+        shared.cancel.clone(),
+    ));
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(DaemonError::Signals)?;
     let cancel = shared.cancel.clone();
     tokio::spawn(async move {
         tokio::select! {
@@ -74,7 +93,9 @@ struct DaemonIpc {
 }
 
 fn str_arg<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
-    args.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    args.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 impl ipc::Handler for DaemonIpc {
@@ -82,24 +103,46 @@ impl ipc::Handler for DaemonIpc {
         match op.as_str() {
             "status" => Ok(status(&self.shared)),
             "get_current_session" => {
-                let agent = str_arg(&args, "agent_id").ok_or_else(|| IpcError::new("BAD_ARGS", "agent_id is required"))?;
-                let session = self.shared.with_live(|l| l.running.get(agent).and_then(|r| r.session_id.clone()));
+                let agent = str_arg(&args, "agent_id")
+                    .ok_or_else(|| IpcError::new("BAD_ARGS", "agent_id is required"))?;
+                let session = self
+                    .shared
+                    .with_live(|l| l.running.get(agent).and_then(|r| r.session_id.clone()));
                 Ok(json!({"session_id": session}))
             }
             "tool_call" => {
-                let agent = str_arg(&args, "agent_id").ok_or_else(|| IpcError::new("BRIDGE_DISPATCH_FAILED", "agent_id is required"))?;
-                let tool = str_arg(&args, "tool_name").ok_or_else(|| IpcError::new("BRIDGE_DISPATCH_FAILED", "tool_name is required"))?;
+                let agent = str_arg(&args, "agent_id").ok_or_else(|| {
+                    IpcError::new("BRIDGE_DISPATCH_FAILED", "agent_id is required")
+                })?;
+                let tool = str_arg(&args, "tool_name").ok_or_else(|| {
+                    IpcError::new("BRIDGE_DISPATCH_FAILED", "tool_name is required")
+                })?;
                 // The business session of the running wake, if the bridge
                 // did not know it.
                 let session = match str_arg(&args, "session_id") {
                     Some(s) => Some(s.to_string()),
-                    None => self.shared.with_live(|l| l.running.get(agent).and_then(|r| r.session_id.clone())),
+                    None => self
+                        .shared
+                        .with_live(|l| l.running.get(agent).and_then(|r| r.session_id.clone())),
                 };
                 let tool_args = args.get("tool_args").cloned().unwrap_or_else(|| json!({}));
-                match self.shared.tools.call(agent, session.as_deref(), tool, tool_args, self.shared.timing.tool_timeout).await {
+                match self
+                    .shared
+                    .tools
+                    .call(
+                        agent,
+                        session.as_deref(),
+                        tool,
+                        tool_args,
+                        self.shared.timing.tool_timeout,
+                    )
+                    .await
+                {
                     ToolOutcome::Ok(data) => Ok(data),
                     ToolOutcome::Err(e) => Err(IpcError::new(
-                        e.get("code").and_then(Value::as_str).unwrap_or("UNKNOWN_ERROR"),
+                        e.get("code")
+                            .and_then(Value::as_str)
+                            .unwrap_or("UNKNOWN_ERROR"),
                         e.get("message").and_then(Value::as_str).unwrap_or_default(),
                     )),
                 }
@@ -114,7 +157,12 @@ fn status(shared: &Arc<Shared>) -> Value {
     let live = shared.with_live(|l| l.clone());
     let (last_seq, pending) = shared.with_ledger(|l| (l.last_seq(), l.pending_count()));
     let assigned = super::agents::read_assigned(&s.paths.assigned_agents_file());
-    let mut agents: Vec<String> = s.agents.keys().map(|a| a.to_string()).chain(assigned).collect();
+    let mut agents: Vec<String> = s
+        .agents
+        .keys()
+        .map(|a| a.to_string())
+        .chain(assigned)
+        .collect();
     agents.sort();
     agents.dedup();
     json!({

@@ -31,7 +31,9 @@ pub fn acquire(lock_path: &Path, pid_path: &Path) -> Result<ProfileLock, LockErr
         .map_err(LockError::Io)?;
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(ProfileLock { _file: file }),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(LockError::Held(read_pid(pid_path).ok().flatten())),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            Err(LockError::Held(read_pid(pid_path).ok().flatten()))
+        }
         Err(e) => Err(LockError::Io(e.into())),
     }
 }
@@ -44,7 +46,9 @@ pub struct PidFile {
 impl PidFile {
     pub fn write(path: &Path) -> io::Result<Self> {
         fsutil::write_atomic(path, std::process::id().to_string().as_bytes(), 0o644)?;
-        Ok(Self { path: path.to_path_buf() })
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -57,7 +61,11 @@ impl Drop for PidFile {
 /// `Ok(None)`: no PID file. `Err`: unreadable or not a number.
 pub fn read_pid(path: &Path) -> Result<Option<u32>, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text.trim().parse::<u32>().map(Some).map_err(|_| "corrupt".to_string()),
+        Ok(text) => text
+            .trim()
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| "corrupt".to_string()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     }
@@ -81,7 +89,10 @@ mod tests {
     #[test]
     fn second_lock_is_refused_with_the_holder_pid() {
         let dir = tempfile::tempdir().unwrap();
-        let (lock, pid) = (dir.path().join("daemon.lock"), dir.path().join("daemon.pid"));
+        let (lock, pid) = (
+            dir.path().join("daemon.lock"),
+            dir.path().join("daemon.pid"),
+        );
         let held = acquire(&lock, &pid).unwrap();
         let pidfile = PidFile::write(&pid).unwrap();
         match acquire(&lock, &pid) {

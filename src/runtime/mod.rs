@@ -3,10 +3,12 @@
 
 pub mod agents;
 pub mod connection;
+pub mod daemon;
 pub mod detect;
 pub mod frames;
 pub mod journal;
 pub mod ledger;
+pub mod lock;
 pub mod outbox;
 pub mod settings;
 pub mod shared;
@@ -14,5 +16,3 @@ pub mod timing;
 pub mod tool_calls;
 pub mod transport;
 pub mod wake;
-pub mod lock;
-pub mod daemon;

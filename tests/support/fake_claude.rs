@@ -760,7 +760,7 @@ reaped=
 finish() {
   # Every background child is awaited before the next starts, so `$!` is the
   # only one that can still be running.
-  if [ -n "$!" ] && [ "$!" != "$reaped" ]; then kill "$!" 2>/dev/null; wait "$!"; fi
+  if [ -n "$!" ] && [ "$!" != "$reaped" ]; then kill -9 "$!" 2>/dev/null; wait "$!" 2>/dev/null; fi
   echo "$1" > "$C/exit.tmp" && mv -f "$C/exit.tmp" "$C/exit"
   exit "$1"
 }

@@ -1,0 +1,175 @@
+//! `cargo bench --bench bridge`: the MCP bridge's latencies.
+//!
+//! (a) spawn → `initialize` answered, over 50 spawns (target p50 < 15 ms);
+//! (b) one `tools/call` round trip, claude-side client → bridge → IPC → a
+//!     fake daemon answering at once → back, over 1,000 calls on one bridge
+//!     (target p50 < 1 ms).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudagent_daemon::bridge::ipc::{self, IpcError};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudagent-daemon");
+const SPAWNS: usize = 50;
+const CALLS: usize = 1_000;
+const WARMUP: usize = 50;
+
+const INITIALIZE: &str = r#"{"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{},"elicitation":{}},"clientInfo":{"name":"claude-code","title":"Claude Code","version":"2.1.197","description":"Anthropic's agentic coding tool","websiteUrl":"https://claude.com/claude-code"}},"jsonrpc":"2.0","id":0}"#;
+const INITIALIZED: &str = r#"{"method":"notifications/initialized","jsonrpc":"2.0"}"#;
+
+struct Bridge {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+}
+
+impl Bridge {
+    fn spawn(home: &std::path::Path, socket: &std::path::Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["mcp-bridge", "--agent-id", "agent_bench"])
+            .env("HOME", home)
+            .env("CLOUDAGENT_DAEMON_SOCKET_PATH", socket)
+            .env("CLOUDAGENT_LOG", "error")
+            .env_remove("CLOUDAGENT_DAEMON_PROFILE")
+            .env_remove("CLOUDAGENT_DAEMON_TEST_TIMING")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcp-bridge");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+            line: String::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(line.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    fn read(&mut self) -> &str {
+        self.line.clear();
+        let n = self.stdout.read_line(&mut self.line).expect("read");
+        assert!(n > 0, "bridge closed stdout");
+        &self.line
+    }
+
+    fn close(mut self) {
+        self.stdin.take();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "bridge exit status {status}");
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Immediate;
+
+impl ipc::Handler for Immediate {
+    async fn handle(&self, op: String, args: Value) -> Result<Value, IpcError> {
+        match op.as_str() {
+            "tool_call" => Ok(json!({"ok": true, "message_id": "m_1", "args": args["tool_args"]})),
+            other => Err(IpcError::new("UNKNOWN_OP", other)),
+        }
+    }
+}
+
+fn stats(name: &str, mut samples: Vec<Duration>, target: Duration) {
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    let p50 = pct(0.5);
+    println!(
+        "{name}: n={} min={:.3?} p50={:.3?} p90={:.3?} p99={:.3?} max={:.3?}  (target p50 < {target:?}: {})",
+        samples.len(),
+        samples[0],
+        p50,
+        pct(0.9),
+        pct(0.99),
+        samples[samples.len() - 1],
+        if p50 < target { "met" } else { "MISSED" }
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to parse.
+    let home = tempfile::tempdir().expect("tempdir");
+    let socket = home.path().join("bench.sock");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cancel = CancellationToken::new();
+    {
+        let _guard = runtime.enter();
+        let (server, listener) = ipc::Server::bind(&socket).expect("bind fake daemon");
+        runtime.spawn(server.serve(listener, Arc::new(Immediate), cancel.clone()));
+    }
+
+    // (a) spawn → initialize answered.
+    let mut spawn_times = Vec::with_capacity(SPAWNS);
+    for _ in 0..SPAWNS {
+        let started = Instant::now();
+        let mut bridge = Bridge::spawn(home.path(), &socket);
+        bridge.send(INITIALIZE);
+        let answer = bridge.read();
+        let elapsed = started.elapsed();
+        assert!(answer.contains("\"serverInfo\""), "{answer}");
+        spawn_times.push(elapsed);
+        bridge.close();
+    }
+    stats(
+        "bridge spawn → initialize answered",
+        spawn_times,
+        Duration::from_millis(15),
+    );
+
+    // (b) tools/call round trips on one bridge.
+    let mut bridge = Bridge::spawn(home.path(), &socket);
+    bridge.send(INITIALIZE);
+    bridge.read();
+    bridge.send(INITIALIZED);
+    let mut round_trips = Vec::with_capacity(CALLS);
+    for i in 0..(WARMUP + CALLS) {
+        let request = format!(
+            r#"{{"method":"tools/call","params":{{"name":"send_message","arguments":{{"target":"user","body":"bench {i}"}}}},"jsonrpc":"2.0","id":{}}}"#,
+            i + 1
+        );
+        let started = Instant::now();
+        bridge.send(&request);
+        let answer = bridge.read();
+        let elapsed = started.elapsed();
+        assert!(answer.contains("\"isError\":false"), "{answer}");
+        if i >= WARMUP {
+            round_trips.push(elapsed);
+        }
+    }
+    bridge.close();
+    stats(
+        "tools/call round trip (client → bridge → IPC → fake daemon → back)",
+        round_trips,
+        Duration::from_millis(1),
+    );
+    cancel.cancel();
+}

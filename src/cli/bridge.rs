@@ -1,0 +1,73 @@
+//! `mcp-bridge` (hidden): the stdio MCP server claude starts for an agent,
+//! per the MCP config the daemon writes (PROTOCOL §5.1). stdout is the MCP
+//! channel, so every log line goes to stderr.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::profile::ProfileArg;
+use crate::bridge::mcp::{self, Bridge, BridgeConfig};
+
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// The agent whose tools to serve.
+    #[arg(long, value_name = "ID")]
+    pub agent_id: String,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Accepted for MCP configs written by 0.2.4, and ignored (the original
+    /// only logged whether the file existed).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDAGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(args: &BridgeArgs) -> u8 {
+    init_logging();
+    let profile = match args.profile.resolve() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let config = match BridgeConfig::from_env(&args.agent_id, profile) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("mcp-bridge: {e}");
+            return 2;
+        }
+    };
+    tracing::info!(
+        "mcp-bridge for {} (profile {}, {} tools, socket {})",
+        config.agent_id,
+        config.profile,
+        if config.is_chief { "chief" } else { "staff" },
+        config.socket.display()
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("mcp-bridge: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(mcp::serve_stdio(Bridge::new(config))) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("mcp-bridge: {e}");
+            1
+        }
+    }
+}
