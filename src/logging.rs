@@ -17,13 +17,17 @@ pub fn init_cli() {
 /// day) and, when run in a terminal, to stderr too. `CLOUDAGENT_LOG`
 /// overrides the configured level. Returns the guard that flushes the file
 /// writer on drop.
-pub fn init_daemon(log_dir: &std::path::Path, level: &str) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
+pub fn init_daemon(
+    log_dir: &std::path::Path,
+    level: &str,
+) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
     use std::io::IsTerminal;
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
-    crate::fsutil::create_dir_all(log_dir, 0o700).map_err(|e| format!("cannot create log directory {}: {e}", log_dir.display()))?;
+    crate::fsutil::create_dir_all(log_dir, 0o700)
+        .map_err(|e| format!("cannot create log directory {}: {e}", log_dir.display()))?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("daemon")
@@ -31,7 +35,8 @@ pub fn init_daemon(log_dir: &std::path::Path, level: &str) -> Result<tracing_app
         .build(log_dir)
         .map_err(|e| format!("cannot open a log file in {}: {e}", log_dir.display()))?;
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = || EnvFilter::try_from_env("CLOUDAGENT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let filter =
+        || EnvFilter::try_from_env("CLOUDAGENT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let file_layer = tracing_subscriber::fmt::layer()
         .with_writer(file_writer)
         .with_ansi(false)

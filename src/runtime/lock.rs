@@ -71,15 +71,34 @@ pub fn read_pid(path: &Path) -> Result<Option<u32>, String> {
     }
 }
 
-/// Signal 0: is the process there (EPERM counts as alive)?
+/// Signal 0: is the process there (EPERM counts as alive)? A zombie — exited
+/// but not yet reaped by its parent — is not running.
 pub fn alive(pid: u32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
         return false;
     };
-    match rustix::process::test_kill_process(pid) {
+    let exists = match rustix::process::test_kill_process(p) {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
-    }
+    };
+    exists && !zombie(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn zombie(pid: u32) -> bool {
+    // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces or ')'.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn zombie(_pid: u32) -> bool {
+    false
 }
 
 #[cfg(test)]

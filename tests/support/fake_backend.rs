@@ -609,6 +609,8 @@ async fn serve_connection(
 ) {
     let config = shared.config.lock().unwrap().clone();
     let mut upgrade = None;
+    // The Result type is dictated by tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let up = record_upgrade(&shared, &config, req);
         let status = up.status;

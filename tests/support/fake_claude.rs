@@ -31,6 +31,10 @@
 //! `sleep` at most for `wait_release`), so kill the process group when it
 //! matters. Dropping the [`FakeClaude`] SIGKILLs every invocation still alive.
 //!
+//! POSIX sh cannot trap a signal that was already ignored when it started: if
+//! the fake inherits an ignored SIGINT (e.g. everything was started in the
+//! background of a non-interactive shell), SIGINT does nothing to it.
+//!
 //! ```ignore
 //! let claude = FakeClaude::install(&home.bin_dir());
 //! claude.script(1, Behaviour::ok("sid-1", "hi").events(&[text_delta("sid-1", "h")]));
@@ -747,6 +751,8 @@ if [ -n "${PATH+x}" ]; then orig_path=$PATH; has_path=1; else has_path=; fi
 PATH="${PATH:+$PATH:}/usr/bin:/bin"
 
 [ -d "$D/calls" ] || { echo "fake claude: missing state dir $D/calls" >&2; exit 97; }
+# Runtime detection probes the version: answer without counting a call.
+if [ "$#" -eq 1 ] && [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
 n=1
 while ! mkdir "$D/calls/$n" 2>/dev/null; do
   n=$((n + 1))

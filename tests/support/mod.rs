@@ -132,3 +132,8 @@ pub fn example(name: &str) -> PathBuf {
         .join("examples")
         .join(name)
 }
+
+pub mod daemon;
+pub mod fake_anthropic;
+pub mod fake_backend;
+pub mod fake_claude;

@@ -266,8 +266,8 @@ async fn run_attempt(
             ..Attempt::default()
         };
     };
-    let mut child = match tokio::process::Command::new(&program)
-        .args(&args)
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args)
         .current_dir(cwd)
         .env_clear()
         .envs(env)
@@ -275,9 +275,19 @@ async fn run_attempt(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes one async-signal-safe syscall. If the daemon is killed with
+    // SIGKILL (no chance to clean up), claude gets SIGTERM instead of
+    // running on as an orphan; its wake is replayed after restart.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             let msg = format!(
