@@ -60,6 +60,14 @@ impl Daemon {
     }
 
     pub fn start_with(home: &TestHome, timing: &str, args: &[&str]) -> Self {
+        Self::spawn(home, timing, args, &[])
+    }
+
+    pub fn start_with_env(home: &TestHome, timing: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(home, timing, &[], env)
+    }
+
+    fn spawn(home: &TestHome, timing: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let out = home
             .path()
             .join(format!("daemon-{}.out", std::process::id()));
@@ -78,6 +86,7 @@ impl Daemon {
             .env("PATH", path)
             .env("CLOUDAGENT_DAEMON_TEST_TIMING", timing)
             .env("CLOUDAGENT_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
