@@ -34,7 +34,13 @@ pub fn init_daemon(
         .filename_suffix("log")
         .build(log_dir)
         .map_err(|e| format!("cannot open a log file in {}: {e}", log_dir.display()))?;
-    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    // The default queue of 128,000 lines is preallocated (about 4 MiB of a
+    // daemon that otherwise idles in a few); 4,096 lines is plenty, and a
+    // full queue drops lines rather than blocking the daemon.
+    let (file_writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(4096)
+        .lossy(true)
+        .finish(appender);
     let filter =
         || EnvFilter::try_from_env("CLOUDAGENT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let file_layer = tracing_subscriber::fmt::layer()

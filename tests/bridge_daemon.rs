@@ -64,34 +64,73 @@ async fn claude_calls_tools_through_the_bridge_and_the_backend() {
     home.write_config(&cfg.render(&home));
     let out_file = home.path().join("mcp-claude.json");
     // The daemon's environment reaches claude, and claude's the bridge.
-    let _d = Daemon::start_with_env(&home, FAST_TIMING, &[("MCP_CLAUDE_OUT", out_file.to_str().unwrap())]);
+    let _d = Daemon::start_with_env(
+        &home,
+        FAST_TIMING,
+        &[("MCP_CLAUDE_OUT", out_file.to_str().unwrap())],
+    );
     let mut conn = backend.next_connection(T).await;
     conn.recv_type("resume", T).await;
-    conn.send(deliver(1, "agent_a", "236", "please reply")).await;
+    conn.send(deliver(1, "agent_a", "236", "please reply"))
+        .await;
 
     let send = conn.recv_type("tool_call", T).await;
     let p = &send["payload"];
     assert_eq!(p["agent_id"], "agent_a");
-    assert_eq!(p["session_id"], "sess_1", "the running wake's business session");
+    assert_eq!(
+        p["session_id"], "sess_1",
+        "the running wake's business session"
+    );
     assert_eq!(p["tool_name"], "send_message");
-    assert_eq!(p["args"], json!({"target": "user", "body": "hi from claude", "kind": "reply", "parent_msg_id": 236}));
-    conn.send(tool_result_ok(p["request_id"].as_str().unwrap(), json!({"message_id": 501}))).await;
+    assert_eq!(
+        p["args"],
+        json!({"target": "user", "body": "hi from claude", "kind": "reply", "parent_msg_id": 236})
+    );
+    conn.send(tool_result_ok(
+        p["request_id"].as_str().unwrap(),
+        json!({"message_id": 501}),
+    ))
+    .await;
 
     let list = conn.recv_type("tool_call", T).await;
     assert_eq!(list["payload"]["tool_name"], "list_messages");
     assert_eq!(list["payload"]["args"], json!({"limit": 5}));
     let messages = json!({"messages": [{"id": 1, "body": "older"}]});
-    conn.send(tool_result_ok(list["payload"]["request_id"].as_str().unwrap(), messages.clone())).await;
+    conn.send(tool_result_ok(
+        list["payload"]["request_id"].as_str().unwrap(),
+        messages.clone(),
+    ))
+    .await;
 
     let fail = conn.recv_type("tool_call", T).await;
-    conn.send(tool_result_err(fail["payload"]["request_id"].as_str().unwrap(), "BAD_WHEN", "cannot parse 'tomorrow'")).await;
+    conn.send(tool_result_err(
+        fail["payload"]["request_id"].as_str().unwrap(),
+        "BAD_WHEN",
+        "cannot parse 'tomorrow'",
+    ))
+    .await;
 
-    let st = conn.recv_matching(T, "final status", |f| frame_type(f) == "agent_status" && f["payload"]["status"] != "running").await;
+    let st = conn
+        .recv_matching(T, "final status", |f| {
+            frame_type(f) == "agent_status" && f["payload"]["status"] != "running"
+        })
+        .await;
     assert_eq!(st["payload"]["status"], "idle");
 
     let out: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
-    assert_eq!(out["initialize"]["result"]["serverInfo"]["name"], "cloudagent-bridge-agent_a");
-    assert_eq!(out["tools"], json!(["list_messages", "schedule_reminder", "send_message", "upload_file"]));
+    assert_eq!(
+        out["initialize"]["result"]["serverInfo"]["name"],
+        "cloudagent-bridge-agent_a"
+    );
+    assert_eq!(
+        out["tools"],
+        json!([
+            "list_messages",
+            "schedule_reminder",
+            "send_message",
+            "upload_file"
+        ])
+    );
     let send = &out["send"]["result"];
     assert_eq!(send["isError"], false);
     assert_eq!(send["structuredContent"], json!({"message_id": 501}));

@@ -119,6 +119,16 @@ pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> HashMap<PathBuf, Se
         groups.entry(parent).or_default().push((path, read));
     }
     let groups: Vec<(PathBuf, Vec<(PathBuf, bool)>)> = groups.into_iter().collect();
+    // Threads pay off for thousands of paths (a whole config), not for the
+    // handful of one workspace the daemon checks before a wake.
+    let total: usize = groups.iter().map(|(_, items)| items.len()).sum();
+    if total < 512 {
+        let mut out = Vec::with_capacity(total);
+        for (parent, items) in &groups {
+            observe_group(parent, items, &mut out);
+        }
+        return out.into_iter().collect();
+    }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

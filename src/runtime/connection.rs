@@ -290,9 +290,8 @@ fn dispatch(text: &str, shared: &Arc<Shared>, scheduler: &Arc<Scheduler>) -> Rep
             let outbox = shared.outbox.clone();
             let (sched, message_id) = (scheduler.clone(), d.message_id.clone());
             shared.with_ledger(|l| {
-                let decision = l.record_deliver(&d);
                 // Acked only once the decision is on disk (PROTOCOL §3.1).
-                l.after_durable(move || {
+                l.record_deliver(&d, move |decision| {
                     outbox.push(ack);
                     if let Decision::Accept(wake) = decision
                         && !sched.enqueue(wake)

@@ -17,8 +17,14 @@ type Callback = Box<dyn FnOnce() + Send>;
 
 enum Item {
     /// A record (one JSON line, newline included) and/or a callback to run
-    /// once everything before it is durable.
-    Append(Option<Vec<u8>>, Option<Callback>),
+    /// once everything before it is durable. A record that is not `durable`
+    /// is written with its batch but does not by itself cost an fdatasync:
+    /// the next durable record's sync covers it.
+    Append {
+        record: Option<Vec<u8>>,
+        durable: bool,
+        callback: Option<Callback>,
+    },
     /// Replace the journal with `records` and write `snapshot` to
     /// `snapshot_path`, atomically, in order with the appends.
     Compact {
@@ -41,21 +47,48 @@ impl Journal {
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || writer(path, file, rx))?;
+            .spawn(move || {
+                Writer {
+                    path,
+                    file,
+                    unsynced: false,
+                }
+                .run(rx)
+            })?;
         Ok(Self {
             tx,
             thread: Some(thread),
         })
     }
 
-    pub fn append(&self, record: Vec<u8>) {
-        let _ = self.tx.send(Item::Append(Some(record), None));
+    fn send(&self, record: Option<Vec<u8>>, durable: bool, callback: Option<Callback>) {
+        let _ = self.tx.send(Item::Append {
+            record,
+            durable,
+            callback,
+        });
     }
 
-    /// Run `f` on the journal thread once every record appended so far is
-    /// durable. Keep `f` short: it delays the next batch.
+    pub fn append(&self, record: Vec<u8>) {
+        self.send(Some(record), true, None);
+    }
+
+    /// Append a record whose loss in an OS crash is acceptable (it survives
+    /// a crash of this process, being in the page cache once written).
+    pub fn append_lazy(&self, record: Vec<u8>) {
+        self.send(Some(record), false, None);
+    }
+
+    /// Append a record and run `f` on the journal thread once it (and
+    /// everything before it) is durable. Keep `f` short: it delays the next
+    /// batch.
+    pub fn append_then(&self, record: Vec<u8>, f: impl FnOnce() + Send + 'static) {
+        self.send(Some(record), true, Some(Box::new(f)));
+    }
+
+    /// Run `f` once every record appended so far is durable.
     pub fn after_durable(&self, f: impl FnOnce() + Send + 'static) {
-        let _ = self.tx.send(Item::Append(None, Some(Box::new(f))));
+        self.send(None, true, Some(Box::new(f)));
     }
 
     pub fn compact(&self, records: Vec<u8>, snapshot_path: PathBuf, snapshot: Vec<u8>) {
@@ -84,68 +117,88 @@ fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn writer(path: PathBuf, mut file: File, rx: mpsc::Receiver<Item>) {
-    let mut callbacks: Vec<Callback> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        let mut stop = false;
-        // Take everything already waiting: that is the batch.
-        while let Some(item) = next.take() {
-            match item {
-                Item::Append(record, cb) => {
-                    if let Some(r) = record {
-                        buf.extend_from_slice(&r);
-                    }
-                    if let Some(cb) = cb {
-                        callbacks.push(cb);
-                    }
-                }
-                Item::Compact {
-                    records,
-                    snapshot_path,
-                    snapshot,
-                } => {
-                    flush(&mut file, &mut buf, &path);
-                    match compact(&path, &records, &snapshot_path, &snapshot) {
-                        Ok(f) => file = f,
-                        Err(e) => tracing::error!(
-                            "cannot compact the delivery journal {}: {e}",
-                            path.display()
-                        ),
-                    }
-                }
-                Item::Stop => stop = true,
-            }
-            if !stop {
-                next = rx.try_recv().ok();
-            }
-        }
-        flush(&mut file, &mut buf, &path);
-        for cb in callbacks.drain(..) {
-            cb();
-        }
-        if stop {
-            break;
-        }
-    }
+struct Writer {
+    path: PathBuf,
+    file: File,
+    /// Bytes were written since the last fdatasync.
+    unsynced: bool,
 }
 
-fn flush(file: &mut File, buf: &mut Vec<u8>, path: &Path) {
-    if buf.is_empty() {
-        return;
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Item>) {
+        let mut callbacks: Vec<Callback> = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            let mut durable = false;
+            let mut stop = false;
+            // Everything already waiting is one batch.
+            while let Some(item) = next.take() {
+                match item {
+                    Item::Append {
+                        record,
+                        durable: d,
+                        callback,
+                    } => {
+                        if let Some(r) = record {
+                            buf.extend_from_slice(&r);
+                        }
+                        durable |= d;
+                        callbacks.extend(callback);
+                    }
+                    Item::Compact {
+                        records,
+                        snapshot_path,
+                        snapshot,
+                    } => {
+                        self.write(&mut buf, true);
+                        match compact(&self.path, &records, &snapshot_path, &snapshot) {
+                            Ok(f) => self.file = f,
+                            Err(e) => tracing::error!(
+                                "cannot compact the delivery journal {}: {e}",
+                                self.path.display()
+                            ),
+                        }
+                    }
+                    Item::Stop => stop = true,
+                }
+                if !stop {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write(&mut buf, durable || stop);
+            for cb in callbacks.drain(..) {
+                cb();
+            }
+            if stop {
+                break;
+            }
+        }
     }
-    // A failed write must not be acknowledged; there is no way to un-ack,
-    // so stop the process (the service manager restarts it, and the backend
-    // redelivers whatever was not acked).
-    if let Err(e) = file.write_all(buf).and_then(|()| file.sync_data()) {
-        tracing::error!(
-            "cannot write the delivery journal {}: {e}; exiting so nothing is acknowledged that is not on disk",
-            path.display()
-        );
-        std::process::exit(1);
+
+    /// Write `buf`, then fdatasync if asked and anything is unsynced.
+    fn write(&mut self, buf: &mut Vec<u8>, sync: bool) {
+        let mut result = Ok(());
+        if !buf.is_empty() {
+            result = self.file.write_all(buf);
+            self.unsynced = true;
+            buf.clear();
+        }
+        if result.is_ok() && sync && self.unsynced {
+            result = self.file.sync_data();
+            self.unsynced = false;
+        }
+        // A failed write must not be acknowledged and there is no way to
+        // un-ack: stop the process (the service manager restarts it, and the
+        // backend redelivers whatever was not acked).
+        if let Err(e) = result {
+            tracing::error!(
+                "cannot write the delivery journal {}: {e}; exiting so nothing is acknowledged that is not on disk",
+                self.path.display()
+            );
+            std::process::exit(1);
+        }
     }
-    buf.clear();
 }
 
 fn compact(path: &Path, records: &[u8], snapshot_path: &Path, snapshot: &[u8]) -> io::Result<File> {

@@ -263,14 +263,29 @@ impl Ledger {
             .collect()
     }
 
-    fn write(&mut self, r: &Record) {
+    fn line(&self, r: &Record) -> Vec<u8> {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
         line.push(b'\n');
-        self.journal.append(line);
+        line
+    }
+
+    /// Count a journal line; compact when enough have accumulated.
+    fn wrote(&mut self) {
         self.since_compaction += 1;
         if self.since_compaction >= COMPACT_EVERY {
             self.compact();
         }
+    }
+
+    fn write(&mut self, r: &Record) {
+        let line = self.line(r);
+        // `done` gates no ack: losing it in an OS crash only reruns a wake.
+        if matches!(r, Record::Done { .. }) {
+            self.journal.append_lazy(line);
+        } else {
+            self.journal.append(line);
+        }
+        self.wrote();
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -316,39 +331,55 @@ impl Ledger {
         changed
     }
 
-    /// Decide about a deliver and record the decision (PROTOCOL §3.1). The
-    /// caller acks through `after_durable`.
-    pub fn record_deliver(&mut self, d: &Deliver) -> Decision {
+    /// Decide about a deliver and record the decision (PROTOCOL §3.1);
+    /// `then` runs once the decision is on disk (it sends the ack), on the
+    /// journal thread.
+    pub fn record_deliver(&mut self, d: &Deliver, then: impl FnOnce(Decision) + Send + 'static) {
         let key = d.message_key();
-        if self.seen(&key) {
-            return Decision::Duplicate;
-        }
-        if let Some(w) = &d.wake_id
-            && self.processed_keys.contains_key(w)
+        let (decision, record) = if self.seen(&key) {
+            (Decision::Duplicate, None)
+        } else if d
+            .wake_id
+            .as_ref()
+            .is_some_and(|w| self.processed_keys.contains_key(w))
         {
             self.remember(d.message_id.clone());
             self.last_seq = self.last_seq.max(d.seq);
-            self.write(&Record::Dup {
+            (
+                Decision::WakeDuplicate,
+                Some(Record::Dup {
+                    seq: d.seq,
+                    mid: d.message_id.clone(),
+                }),
+            )
+        } else {
+            let wake = PendingWake {
+                seq: d.seq,
+                agent_id: d.agent_id.clone(),
+                message_id: d.message_id.clone(),
+                payload: d.payload.clone(),
+            };
+            self.accept_in_memory(wake.clone(), d.wake_id.clone());
+            let record = Record::Accept {
                 seq: d.seq,
                 mid: d.message_id.clone(),
-            });
-            return Decision::WakeDuplicate;
-        }
-        let wake = PendingWake {
-            seq: d.seq,
-            agent_id: d.agent_id.clone(),
-            message_id: d.message_id.clone(),
-            payload: d.payload.clone(),
+                wid: d.wake_id.clone(),
+                agent: d.agent_id.to_string(),
+                payload: d.payload.clone(),
+            };
+            (Decision::Accept(wake), Some(record))
         };
-        self.accept_in_memory(wake.clone(), d.wake_id.clone());
-        self.write(&Record::Accept {
-            seq: d.seq,
-            mid: d.message_id.clone(),
-            wid: d.wake_id.clone(),
-            agent: d.agent_id.to_string(),
-            payload: d.payload.clone(),
-        });
-        Decision::Accept(wake)
+        match record {
+            // One journal item: the record and its ack share one batch.
+            Some(r) => {
+                let line = self.line(&r);
+                self.journal.append_then(line, move || then(decision));
+                self.wrote();
+            }
+            // A duplicate is acked again, but never before the original's
+            // own record is durable.
+            None => self.journal.after_durable(move || then(decision)),
+        }
     }
 
     /// A wake ran to completion: it must never run again.
@@ -414,6 +445,15 @@ mod tests {
         }
     }
 
+    /// record_deliver, waiting for its decision (tests only).
+    fn decide(l: &mut Ledger, d: &Deliver) -> Decision {
+        let (tx, rx) = std::sync::mpsc::channel();
+        l.record_deliver(d, move |dec| {
+            let _ = tx.send(dec);
+        });
+        rx.recv().unwrap()
+    }
+
     fn paths(dir: &Path) -> ProfilePaths {
         ProfilePaths {
             base: dir.to_path_buf(),
@@ -429,19 +469,16 @@ mod tests {
             let (mut l, pending) = Ledger::open(&p).unwrap();
             assert!(pending.is_empty());
             assert!(matches!(
-                l.record_deliver(&deliver(1, "m1", Some("w1"))),
+                decide(&mut l, &deliver(1, "m1", Some("w1"))),
                 Decision::Accept(_)
             ));
+            assert_eq!(decide(&mut l, &deliver(1, "m1", None)), Decision::Duplicate);
             assert_eq!(
-                l.record_deliver(&deliver(1, "m1", None)),
-                Decision::Duplicate
-            );
-            assert_eq!(
-                l.record_deliver(&deliver(2, "m2", Some("w1"))),
+                decide(&mut l, &deliver(2, "m2", Some("w1"))),
                 Decision::WakeDuplicate
             );
             assert!(matches!(
-                l.record_deliver(&deliver(3, "m3", None)),
+                decide(&mut l, &deliver(3, "m3", None)),
                 Decision::Accept(_)
             ));
             l.finish(&Value::from("m1"));
@@ -454,14 +491,8 @@ mod tests {
             ["m3"]
         );
         assert_eq!(l.last_seq(), 3);
-        assert_eq!(
-            l.record_deliver(&deliver(1, "m1", None)),
-            Decision::Duplicate
-        );
-        assert_eq!(
-            l.record_deliver(&deliver(3, "m3", None)),
-            Decision::Duplicate
-        );
+        assert_eq!(decide(&mut l, &deliver(1, "m1", None)), Decision::Duplicate);
+        assert_eq!(decide(&mut l, &deliver(3, "m3", None)), Decision::Duplicate);
     }
 
     #[test]
@@ -472,10 +503,10 @@ mod tests {
             let (mut l, _) = Ledger::open(&p).unwrap();
             l.adopt_host("host_1");
             for i in 0..(COMPACT_EVERY + 10) {
-                l.record_deliver(&deliver(i as i64 + 1, &format!("m{i}"), None));
+                decide(&mut l, &deliver(i as i64 + 1, &format!("m{i}"), None));
                 l.finish(&Value::from(format!("m{i}")));
             }
-            l.record_deliver(&deliver(99_999, "pending", None));
+            decide(&mut l, &deliver(99_999, "pending", None));
             l.compact();
         }
         let state: Value = serde_json::from_slice(&std::fs::read(p.state_file()).unwrap()).unwrap();
@@ -518,14 +549,14 @@ mod tests {
         assert_eq!(l.last_seq(), 5);
         assert_eq!(l.host_id(), Some("host_1"));
         assert_eq!(
-            l.record_deliver(&deliver(6, "msg_1", None)),
+            decide(&mut l, &deliver(6, "msg_1", None)),
             Decision::Duplicate
         );
         assert!(!l.adopt_host("host_1"));
         assert!(l.adopt_host("host_2"));
         assert_eq!(l.last_seq(), 0);
         assert!(matches!(
-            l.record_deliver(&deliver(7, "msg_1", None)),
+            decide(&mut l, &deliver(7, "msg_1", None)),
             Decision::Accept(_)
         ));
     }

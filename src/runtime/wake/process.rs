@@ -9,6 +9,28 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::Child;
 
+/// Set up a claude command: its own process group (stopping it stops its
+/// children), killed if the handle is dropped, SIGINT/SIGTERM back to their
+/// default action (a daemon started from a non-interactive shell inherits
+/// SIGINT ignored, and exec keeps ignored signals ignored — claude would
+/// then never see our polite SIGINT), and on Linux a SIGTERM if the daemon
+/// dies without cleaning up (SIGKILL), instead of running on as an orphan.
+pub fn configure(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0).kill_on_drop(true);
+    // SAFETY: runs in the forked child before exec and only makes
+    // async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            #[cfg(target_os = "linux")]
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM))
+                .map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
 /// Exit code as the original reports it: the status, or minus the signal
 /// number when killed by one (PROTOCOL §4.6).
 pub fn exit_code(status: ExitStatus) -> i64 {
@@ -62,15 +84,13 @@ mod tests {
     /// first line (so its traps are installed).
     async fn spawn_ready(script: &str) -> Child {
         use tokio::io::AsyncBufReadExt;
-        let mut c = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(script)
-            .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::piped());
+        configure(&mut cmd);
+        let mut c = cmd.spawn().unwrap();
         let mut lines = tokio::io::BufReader::new(c.stdout.take().unwrap()).lines();
         assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ready"));
         c
@@ -78,10 +98,12 @@ mod tests {
 
     #[tokio::test]
     async fn sigint_is_enough_for_a_cooperative_process() {
-        let mut c = spawn_ready("echo ready; sleep 30").await;
+        // Like claude: SIGINT makes it finish cleanly.
+        let mut c =
+            spawn_ready("trap 'exit 0' INT; echo ready; while :; do sleep 0.05; done").await;
         let pgid = group_of(&c);
         let status = stop(&mut c, pgid, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(exit_code(status), -2);
+        assert_eq!(exit_code(status), 0);
     }
 
     #[tokio::test]

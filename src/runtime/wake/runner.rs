@@ -57,10 +57,39 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         .filter(|v| !v.is_empty())
         .map(String::from);
 
-    let prepared = agents::ensure_for_wake(&s, &id, &wake.payload);
-    let identity = agents::identity(&s, &id);
-    let cwd = agents::cwd(&s, &id);
-    set_current_session(&layout, session.as_deref());
+    // Workspace checks and small file writes: off the async workers, so
+    // they never delay the acks of other messages.
+    let prep = {
+        let (s, id, payload, layout, session) = (
+            s.clone(),
+            id.clone(),
+            wake.payload.clone(),
+            layout.clone(),
+            session.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let ready = agents::ensure_for_wake(&s, &id, &payload);
+            let identity = agents::identity(&s, &id);
+            let cwd = agents::cwd(&s, &id);
+            set_current_session(&layout, session.as_deref());
+            let stored = read_last_spawn(&layout).and_then(|v| {
+                v.get("session_id")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            });
+            (ready, identity, cwd, stored)
+        })
+        .await
+    };
+    let (prepared, identity, cwd, stored) = match prep {
+        Ok(p) => p,
+        Err(e) => (
+            Err(format!("workspace preparation failed: {e}")),
+            crate::workspace::Identity::default_staff(id.as_str()),
+            layout.default_cwd(),
+            None,
+        ),
+    };
     shared.with_live(|l| {
         l.running.insert(
             id.to_string(),
@@ -73,11 +102,6 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         )
     });
 
-    let stored = read_last_spawn(&layout).and_then(|v| {
-        v.get("session_id")
-            .and_then(Value::as_str)
-            .map(String::from)
-    });
     let system_prompt = prompt::system_prompt(
         id.as_str(),
         identity.is_chief,
@@ -185,14 +209,12 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     } else {
         WakeStatus::Crashed
     };
-    let frame = frames::agent_status(id.as_str(), status, Some(attempt.exit_code));
-    let outbox = shared.outbox.clone();
-    shared.with_ledger(|l| {
-        l.finish(&wake.message_id);
-        // The final status goes out once the message is recorded as done,
-        // so a crash in between reruns it rather than losing it.
-        l.after_durable(move || outbox.push(frame));
-    });
+    shared.with_ledger(|l| l.finish(&wake.message_id));
+    shared.outbox.push(frames::agent_status(
+        id.as_str(),
+        status,
+        Some(attempt.exit_code),
+    ));
     WakeEnd::Finished(status)
 }
 
@@ -273,20 +295,8 @@ async fn run_attempt(
         .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    #[cfg(target_os = "linux")]
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes one async-signal-safe syscall. If the daemon is killed with
-    // SIGKILL (no chance to clean up), claude gets SIGTERM instead of
-    // running on as an orphan; its wake is replayed after restart.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
-                .map_err(std::io::Error::from)
-        });
-    }
+        .stderr(Stdio::piped());
+    process::configure(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -446,7 +456,7 @@ async fn read_tail(stderr: Option<impl AsyncRead + Unpin>) -> String {
 fn set_current_session(layout: &AgentLayout, session: Option<&str>) {
     let path = layout.current_session();
     let result = match session {
-        Some(s) => fsutil::write_atomic(&path, s.as_bytes(), 0o600),
+        Some(s) => fsutil::write_replace(&path, s.as_bytes(), 0o600),
         None => match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -470,7 +480,7 @@ fn write_last_spawn(layout: &AgentLayout, update: impl FnOnce(&mut Value)) {
     let mut v = read_last_spawn(layout).unwrap_or_else(|| json!({}));
     update(&mut v);
     let text = serde_json::to_vec_pretty(&v).unwrap_or_default();
-    if let Err(e) = fsutil::write_atomic(&layout.last_spawn(), &text, 0o600) {
+    if let Err(e) = fsutil::write_replace(&layout.last_spawn(), &text, 0o600) {
         tracing::warn!("cannot write {}: {e}", layout.last_spawn().display());
     }
 }
