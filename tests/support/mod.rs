@@ -137,3 +137,4 @@ pub mod daemon;
 pub mod fake_anthropic;
 pub mod fake_backend;
 pub mod fake_claude;
+pub mod real_claude;
