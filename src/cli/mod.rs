@@ -51,7 +51,8 @@ pub enum Command {
     /// run claude for every message its agents receive.
     ///
     /// Settings come from cloudagent.toml (the profile's section), else from
-    /// the profile's config.json written by `login`, or from --server-url and
+    /// the profile's config.json (as written by the original daemon's `login`),
+    /// or from --server-url and
     /// --api-key (one-shot). Local resources are applied first. Stops
     /// cleanly on SIGTERM/SIGINT (exit 0); exits 1 when the key is rejected.
     Start(start::StartArgs),

@@ -207,8 +207,8 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     })
 }
 
-/// The config file if it declares this profile, else the original's
-/// `config.json` written by `login`.
+/// The config file if it declares this profile, else the original daemon's
+/// `config.json` (written by its `login`).
 fn from_files(
     config_flag: Option<&Path>,
     profile: &ProfileName,
@@ -232,8 +232,9 @@ fn from_files(
     }
     let f = flag(profile);
     Err(format!(
-        "not logged in for profile '{profile}'. Declare it in {} (see `cloudagent-daemon schema`), or run `cloudagent-daemon login{f} --server ... --api-key sk_machine_...` first, or pass --server-url + --api-key for one-shot mode.",
-        path.display()
+        "no configuration for profile '{profile}': declare [profiles.{profile}] in {} (see the README and examples/), or pass --server-url and --api-key for one-shot mode (`cloudagent-daemon start{f} --server-url URL --api-key sk_machine_...`). An install of the original daemon is picked up from {}.",
+        path.display(),
+        legacy.display()
     ))
 }
 
