@@ -12,33 +12,7 @@ use std::path::{Path, PathBuf};
 /// exactly `mode`, whatever the umask, so a reader never sees a partial file
 /// nor a moment where a secret-bearing file is world-readable.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The mode given to open() is filtered by the umask; set it again.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    replace_via_temp(path, contents, mode, true)
 }
 
 /// Replace `path` atomically (temp file + rename, exact mode) without the
@@ -46,6 +20,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 /// (claude's current session, the last spawn's summary). Keeps `fsync` off
 /// the path of every wake.
 pub fn write_replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace_via_temp(path, contents, mode, false)
+}
+
+fn replace_via_temp(path: &Path, contents: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -56,20 +34,30 @@ pub fn write_replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> 
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        let mut f = create_exclusive(&tmp, mode)?;
         f.write_all(contents)?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        if durable { sync_dir(dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A new file with exactly `mode` (open() filters the mode by the umask).
+fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(f)
 }
 
 /// Create `path` with `contents` only if it does not exist yet, atomically
@@ -79,12 +67,7 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<bool> {
     let dir = parent_dir(path);
     let tmp = dir.join(format!(".new.tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        let mut f = create_exclusive(&tmp, mode)?;
         f.write_all(contents)?;
         f.sync_all()?;
         match fs::hard_link(&tmp, path) {

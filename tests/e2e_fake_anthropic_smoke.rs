@@ -7,15 +7,15 @@
 //! failing when it is missing. Case (b) also needs `python3` (the tiny MCP
 //! server the test writes), overridable with `CLOUDAGENT_TEST_PYTHON`.
 
-#[path = "support/fake_anthropic.rs"]
-mod fake_anthropic;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use fake_anthropic::{FakeAnthropic, RecordedRequest, Reply, Script, ToolResult};
 use serde_json::{Value, json};
+use support::fake_anthropic::{self, FakeAnthropic, RecordedRequest, Reply, Script, ToolResult};
+use support::real_claude::find as real_claude;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -25,29 +25,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 const SEND_MESSAGE: &str = "mcp__cloudagent__send_message";
 
 // ─────────────────────────────────────────────────────────── environment ──
-
-/// The real claude binary, or `None` (after printing SKIPPED) when it is
-/// missing and `CLOUDAGENT_SKIP_REAL_CLAUDE=1`. Panics when missing otherwise.
-fn real_claude() -> Option<PathBuf> {
-    let path = match std::env::var_os("CLOUDAGENT_TEST_CLAUDE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/claude"),
-    };
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("CLOUDAGENT_SKIP_REAL_CLAUDE").as_deref() == Ok("1") {
-        println!(
-            "SKIPPED: real Claude Code CLI not found at {} (CLOUDAGENT_SKIP_REAL_CLAUDE=1); run `bash .ci/install-claude.sh` to enable this test",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "real Claude Code CLI not found: run `bash .ci/install-claude.sh` (looked for {}; set CLOUDAGENT_TEST_CLAUDE to use another binary, or CLOUDAGENT_SKIP_REAL_CLAUDE=1 to skip)",
-        path.display()
-    );
-}
 
 async fn assert_version(claude: &Path) {
     let out = tokio::time::timeout(
@@ -265,13 +242,7 @@ async fn run_claude(
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", sandbox.home())
-        .env("ANTHROPIC_BASE_URL", fake.base_url())
-        .env("ANTHROPIC_API_KEY", "test")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_ERROR_REPORTING", "1")
-        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .envs(support::real_claude::offline_env(&fake.base_url()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::config::{self, Desired};
 use crate::paths::Home;
-use crate::reconcile::{self, Context, apply::apply as run_apply, render};
+use crate::reconcile::{self, Context, Plan, apply::apply as run_apply, render};
 use crate::service::{Platform, manager::CliManager};
 
 #[derive(Debug, Args)]
@@ -57,13 +57,11 @@ fn fail(msg: &str) -> u8 {
     1
 }
 
-pub fn plan(config_flag: Option<&Path>, args: &PlanArgs) -> u8 {
-    let loaded = match load(config_flag) {
-        Ok(l) => l,
-        Err(e) => return fail(&e),
-    };
+/// Load the config, compute the plan and print it (text or JSON).
+fn load_and_show(config_flag: Option<&Path>, json: bool) -> Result<(Loaded, Plan), u8> {
+    let loaded = load(config_flag).map_err(|e| fail(&e))?;
     let (_, plan) = reconcile::plan_for(&loaded.desired, &loaded.ctx);
-    if args.json {
+    if json {
         print!("{}", render::json(&plan, &loaded.desired.warnings));
     } else {
         print!(
@@ -71,6 +69,14 @@ pub fn plan(config_flag: Option<&Path>, args: &PlanArgs) -> u8 {
             render::text(&plan, &loaded.desired.warnings, &loaded.ctx.home.home)
         );
     }
+    Ok((loaded, plan))
+}
+
+pub fn plan(config_flag: Option<&Path>, args: &PlanArgs) -> u8 {
+    let (_, plan) = match load_and_show(config_flag, args.json) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     if !plan.errors.is_empty() {
         1
     } else if args.detailed_exitcode && plan.has_changes() {
@@ -81,19 +87,10 @@ pub fn plan(config_flag: Option<&Path>, args: &PlanArgs) -> u8 {
 }
 
 pub fn apply(config_flag: Option<&Path>, args: &ApplyArgs) -> u8 {
-    let loaded = match load(config_flag) {
-        Ok(l) => l,
-        Err(e) => return fail(&e),
+    let (loaded, plan) = match load_and_show(config_flag, args.json) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    let (_, plan) = reconcile::plan_for(&loaded.desired, &loaded.ctx);
-    if args.json {
-        print!("{}", render::json(&plan, &loaded.desired.warnings));
-    } else {
-        print!(
-            "{}",
-            render::text(&plan, &loaded.desired.warnings, &loaded.ctx.home.home)
-        );
-    }
     let manager = CliManager {
         platform: loaded.ctx.platform,
     };

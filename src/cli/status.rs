@@ -36,17 +36,20 @@ fn socket_for(home: &Home, profile: &ProfileName) -> std::path::PathBuf {
         .unwrap_or_else(|| home.profile(profile).socket())
 }
 
+/// The profile (exit 2 when invalid) and the home directory (exit 1).
+fn profile_and_home(arg: &ProfileArg) -> Result<(ProfileName, Home), u8> {
+    let profile = arg.resolve()?;
+    let home = Home::from_env().map_err(|e| {
+        eprintln!("Error: {e}");
+        1
+    })?;
+    Ok((profile, home))
+}
+
 pub fn status(args: &StatusArgs) -> u8 {
-    let profile = match args.profile.resolve() {
-        Ok(p) => p,
+    let (profile, home) = match profile_and_home(&args.profile) {
+        Ok(x) => x,
         Err(c) => return c,
-    };
-    let home = match Home::from_env() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
     };
     let paths = home.profile(&profile);
     let (pid, problem) = match read_pid(&paths.pid_file()) {
@@ -172,16 +175,9 @@ fn render(v: &Value) -> String {
 }
 
 pub fn stop(args: &StopArgs) -> u8 {
-    let profile = match args.profile.resolve() {
-        Ok(p) => p,
+    let (profile, home) = match profile_and_home(&args.profile) {
+        Ok(x) => x,
         Err(c) => return c,
-    };
-    let home = match Home::from_env() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
     };
     let pid_file = home.profile(&profile).pid_file();
     let pid = match read_pid(&pid_file) {

@@ -6,24 +6,9 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use crate::bridge::tools::{CHIEF_TOOLS, STAFF_TOOLS};
 use crate::config::PermissionMode;
 use crate::paths::ProfileName;
-
-/// The tools every agent gets from the bridge.
-pub const COMMON_TOOLS: [&str; 4] = [
-    "send_message",
-    "list_messages",
-    "upload_file",
-    "schedule_reminder",
-];
-
-/// The extra tools a chief gets.
-pub const CHIEF_TOOLS: [&str; 4] = [
-    "delegate_to_staff",
-    "close_task",
-    "request_user_approval",
-    "set_company_status",
-];
 
 /// Variables that make claude believe it runs nested inside another Claude
 /// Code session (it refuses) or attach to that session's IDE.
@@ -50,7 +35,7 @@ pub const SOCKET_ENV: &str = "CLOUDAGENT_DAEMON_SOCKET_PATH";
 /// The `--allowedTools` value: one comma-joined argument.
 pub fn allowed_tools(chief: bool) -> String {
     let extra: &[&str] = if chief { &CHIEF_TOOLS } else { &[] };
-    COMMON_TOOLS
+    STAFF_TOOLS
         .iter()
         .chain(extra)
         .map(|t| format!("mcp__cloudagent__{t}"))

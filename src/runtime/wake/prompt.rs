@@ -106,7 +106,7 @@ pub fn wake_prompt(payload: &Map<String, Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::wake::command::{CHIEF_TOOLS, COMMON_TOOLS};
+    use crate::bridge::tools::{CHIEF_TOOLS, STAFF_TOOLS};
     use serde_json::json;
 
     fn map(v: Value) -> Map<String, Value> {
@@ -165,7 +165,7 @@ mod tests {
     fn system_prompt_staff() {
         let text = system_prompt("agent-42", false, None, Some("   "));
         assert!(text.contains("agent `agent-42`"));
-        for tool in COMMON_TOOLS {
+        for tool in STAFF_TOOLS {
             assert!(text.contains(&format!("- {tool}(")), "{tool}");
         }
         for tool in CHIEF_TOOLS {
@@ -183,7 +183,7 @@ mod tests {
             Some("\n  Agent rules.  \n"),
             Some(" Deliver rules."),
         );
-        for tool in COMMON_TOOLS.iter().chain(&CHIEF_TOOLS) {
+        for tool in STAFF_TOOLS.iter().chain(&CHIEF_TOOLS) {
             assert!(text.contains(&format!("- {tool}(")), "{tool}");
         }
         assert!(text.ends_with("string.\n\nAgent rules.\n\nDeliver rules."));
@@ -194,7 +194,7 @@ mod tests {
     fn send_message_tool_name() {
         assert_eq!(
             SEND_MESSAGE_TOOL,
-            format!("mcp__cloudagent__{}", COMMON_TOOLS[0])
+            format!("mcp__cloudagent__{}", STAFF_TOOLS[0])
         );
     }
 }
