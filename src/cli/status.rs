@@ -171,6 +171,11 @@ fn render(v: &Value) -> String {
     if let Some(c) = v.get("config_file").and_then(Value::as_str) {
         out.push_str(&format!("  config: {c}\n"));
     }
+    if let Some(e) = v.get("config_error").and_then(Value::as_str) {
+        out.push_str(&format!(
+            "  config error (the last good configuration stays in force): {e}\n"
+        ));
+    }
     out
 }
 

@@ -177,6 +177,10 @@ where
                 let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "daemon stopping".into() }))).await;
                 return Ended::Shutdown;
             }
+            _ = shared.reconnect.notified() => {
+                let _ = sink.send(Message::Close(None)).await;
+                return lost(true, "the configuration changed".into());
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 let _ = sink.send(Message::Close(None)).await;
                 return lost(true, format!("no message from the server for {:?}", shared.timing.watchdog));

@@ -75,10 +75,12 @@ pub async fn run(
         cancel.cancel();
     });
 
+    let watcher = tokio::spawn(super::reload::watch(shared.clone(), scheduler.clone()));
     let result = connection::run(shared.clone(), scheduler.clone()).await;
     shared.cancel.cancel();
     scheduler.wait().await;
     let _ = ipc_task.await;
+    let _ = watcher.await;
     shared.with_ledger(|l| l.compact());
     if let Err(e) = &result {
         tracing::error!("{e}");
@@ -181,5 +183,7 @@ fn status(shared: &Arc<Shared>) -> Value {
         "agents": agents,
         "started_at": live.started_at,
         "outbox": shared.outbox.len(),
+        "config_error": live.config_error,
+        "config_loaded_at": live.config_loaded_at,
     })
 }

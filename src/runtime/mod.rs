@@ -10,6 +10,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod outbox;
+pub mod reload;
 pub mod settings;
 pub mod shared;
 pub mod timing;

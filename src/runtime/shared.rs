@@ -23,6 +23,9 @@ pub struct Shared {
     /// Root of every task: cancelled on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
     pub live: Mutex<Live>,
+    /// Ends the current connection (new server settings); the daemon then
+    /// reconnects with the settings in force.
+    pub reconnect: tokio::sync::Notify,
 }
 
 /// What `status` shows about a running daemon.
@@ -35,6 +38,9 @@ pub struct Live {
     pub running: BTreeMap<String, RunningWake>,
     pub queued: usize,
     pub started_at: String,
+    /// Why the last change to the config file was not used, if it was not.
+    pub config_error: Option<String>,
+    pub config_loaded_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +70,7 @@ impl Shared {
             ledger: Mutex::new(ledger),
             cancel: CancellationToken::new(),
             live: Mutex::new(live),
+            reconnect: tokio::sync::Notify::new(),
         })
     }
 

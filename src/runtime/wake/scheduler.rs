@@ -26,6 +26,8 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     queues: Mutex<HashMap<String, AgentQueue>>,
     permits: Arc<Semaphore>,
+    /// The configured number of permits (changes on reload).
+    limit: Mutex<u32>,
     tasks: TaskTracker,
     handle: tokio::runtime::Handle,
 }
@@ -40,9 +42,36 @@ impl Scheduler {
             shared,
             queues: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1) as usize)),
+            limit: Mutex::new(max_concurrent.max(1)),
             tasks: TaskTracker::new(),
             handle,
         })
+    }
+
+    /// Change `max_concurrent_wakes` at runtime. Lowering takes effect as
+    /// running wakes finish.
+    pub fn set_concurrency(&self, n: u32) {
+        let n = n.max(1);
+        let Ok(mut limit) = self.limit.lock() else {
+            return;
+        };
+        if n > *limit {
+            self.permits.add_permits((n - *limit) as usize);
+        } else if n < *limit {
+            let want = (*limit - n) as usize;
+            let taken = self.permits.forget_permits(want);
+            if taken < want {
+                // Permits in use: take the rest back as they come free.
+                let permits = self.permits.clone();
+                let rest = (want - taken) as u32;
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many_owned(rest).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *limit = n;
     }
 
     /// Queue a wake. Returns false when the agent's queue was already full

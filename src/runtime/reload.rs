@@ -1,0 +1,188 @@
+//! Live reconfiguration: the daemon watches its config file (the parent
+//! directory, so an editor's atomic rename or a nix symlink swap is seen)
+//! and reloads on SIGHUP. A change is validated, the profile's local
+//! resources are reconciled through the same plan/apply as `apply`, and the
+//! new settings take over; a change of server, key or TLS setting
+//! reconnects. An invalid file is reported (log and `status`) and the last
+//! good configuration stays in force.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+
+use super::settings::Settings;
+use super::shared::Shared;
+use super::wake::scheduler::Scheduler;
+use crate::config;
+use crate::reconcile::{self, Context, apply::apply as run_apply};
+use crate::service::{Platform, manager::CliManager};
+
+/// Watch the config file and SIGHUP until shutdown.
+pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP: {e}");
+            return;
+        }
+    };
+    let path = shared.settings().config_file.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Kept alive for the loop below; dropping it stops the watch.
+    let _debouncer = path.as_deref().and_then(|p| start_watcher(p, tx));
+    let mut last = path.as_deref().and_then(|p| std::fs::read(p).ok());
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            Some(()) = rx.recv() => {
+                // Editors produce several events per save; reload only when
+                // the content really changed.
+                let now = path.as_deref().and_then(|p| std::fs::read(p).ok());
+                if now == last {
+                    continue;
+                }
+                last = now;
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                last = path.as_deref().and_then(|p| std::fs::read(p).ok());
+            }
+        }
+        match &path {
+            Some(p) => reload(&shared, &scheduler, p).await,
+            None => tracing::info!("started without a config file: nothing to reload"),
+        }
+    }
+}
+
+fn start_watcher(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<impl Drop> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())?
+        .to_path_buf();
+    let watched = dir.clone();
+    let name = path.file_name()?.to_os_string();
+    let handler = move |result: DebounceEventResult| match result {
+        Ok(events) => {
+            // Any event on the file's name (written, renamed over, symlink
+            // replaced) or on the directory itself.
+            if events
+                .iter()
+                .flat_map(|e| e.paths.iter())
+                .any(|p| p.file_name() == Some(name.as_os_str()) || p == &dir)
+            {
+                let _ = tx.send(());
+            }
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::warn!("watching the config file: {e}");
+            }
+        }
+    };
+    let mut debouncer = match new_debouncer(Duration::from_millis(200), None, handler) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {}: {e}; send SIGHUP to reload",
+                watched.display()
+            );
+            return None;
+        }
+    };
+    if let Err(e) = debouncer.watch(&watched, RecursiveMode::NonRecursive) {
+        tracing::warn!(
+            "cannot watch {}: {e}; send SIGHUP to reload",
+            watched.display()
+        );
+        return None;
+    }
+    tracing::info!("watching {} for changes", path.display());
+    Some(debouncer)
+}
+
+/// Load, validate and apply the config file; on any problem keep the
+/// running configuration and say why.
+pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Path) {
+    let old = shared.settings();
+    let home = old.home.clone();
+    let loaded = config::load(path, &home)
+        .map_err(|e| e.to_string())
+        .and_then(|desired| {
+            let mut s =
+                Settings::from_desired(&desired, &old.profile, home.clone(), old.exe.clone())?;
+            s.apply_env_overrides()?;
+            // What the command line fixed for this run stays.
+            s.socket = old.socket.clone();
+            if s.workspace_root.is_none() {
+                s.workspace_root = old.workspace_root.clone();
+            }
+            Ok((desired, s))
+        });
+    let (desired, new) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(
+                "the new configuration in {} is not used: {e}",
+                path.display()
+            );
+            shared.with_live(|l| l.config_error = Some(e));
+            return;
+        }
+    };
+    // The same plan/apply as `apply`, for this profile's local resources.
+    let profile = old.profile.clone();
+    let ctx = Context {
+        home: home.clone(),
+        exe: old.exe.clone(),
+        platform: Platform::detect().unwrap_or(Platform::Systemd),
+    };
+    let applied = tokio::task::spawn_blocking(move || {
+        let plan = reconcile::plan_for_profile(&desired, &ctx, &profile);
+        let report = run_apply(
+            &plan,
+            &CliManager {
+                platform: ctx.platform,
+            },
+            chrono::Utc::now(),
+        );
+        let errors: Vec<String> = plan
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.resource, e.message))
+            .chain(report.errors)
+            .collect();
+        (report.done, errors)
+    })
+    .await;
+    match applied {
+        Ok((done, errors)) => {
+            for d in done {
+                tracing::info!("config reload: {d}");
+            }
+            for e in errors {
+                tracing::warn!("config reload: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("config reload: applying local resources failed: {e}"),
+    }
+    let reconnect = old.server_url != new.server_url
+        || old.api_key != new.api_key
+        || old.insecure != new.insecure;
+    scheduler.set_concurrency(new.max_concurrent_wakes);
+    shared.replace_settings(new);
+    shared.with_live(|l| {
+        l.config_error = None;
+        l.config_loaded_at = Some(super::frames::now_ts());
+    });
+    tracing::info!("configuration reloaded from {}", path.display());
+    if reconnect {
+        tracing::info!("server settings changed: reconnecting");
+        // Only a live session listens; a later connect uses the new
+        // settings anyway.
+        shared.reconnect.notify_waiters();
+    }
+}

@@ -1,0 +1,155 @@
+//! The running daemon follows its config file: edits (atomic renames), a
+//! nix-style symlink swap and SIGHUP reload it through the same plan/apply;
+//! an invalid file is reported and the last good configuration stays.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TestHome;
+use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
+use support::fake_backend::{FakeBackend, deliver, frame_type};
+use support::fake_claude::FakeClaude;
+
+const T: Duration = Duration::from_secs(15);
+
+/// Replace a file the way editors and generators do: temp file + rename.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn status(home: &TestHome) -> Value {
+    let out = home.cmd().args(["status", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_are_applied_live_and_a_bad_file_keeps_the_last_good_one() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    let cfg_path =
+        home.write_config(&DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home));
+    let _d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    let agents = home.path().join(".cloudagent/agents");
+
+    // Add an agent.
+    write_atomically(
+        &cfg_path,
+        &DaemonConfig::new(&backend.url(), &["agent_a", "agent_b"]).render(&home),
+    );
+    wait_until("agent_b's workspace", || {
+        agents.join("agent_b/.meta/identity.json").is_file()
+    })
+    .await;
+    wait_until("status lists agent_b", || {
+        status(&home)["agents"] == serde_json::json!(["agent_a", "agent_b"])
+    })
+    .await;
+
+    // A broken file: reported, nothing changes, the daemon keeps working.
+    let broken = DaemonConfig::new(&backend.url(), &["agent_a"])
+        .render(&home)
+        .replace("[profiles.default]", "[profiles.default]\nbogus = 1");
+    write_atomically(&cfg_path, &broken);
+    wait_until("the config error in status", || {
+        status(&home)["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bogus"))
+    })
+    .await;
+    let err = status(&home)["config_error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&cfg_path.display().to_string()) && err.contains("profiles.default.bogus"),
+        "{err}"
+    );
+    assert!(
+        agents.join("agent_b").is_dir(),
+        "a bad file must not prune anything"
+    );
+    conn.send(deliver(1, "agent_b", "m1", "still served")).await;
+    conn.recv_matching(T, "final status", |f| {
+        frame_type(f) == "agent_status" && f["payload"]["status"] != "running"
+    })
+    .await;
+
+    // Fixed, without agent_b: it is archived, the error is gone.
+    write_atomically(
+        &cfg_path,
+        &DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home),
+    );
+    wait_until("agent_b archived", || !agents.join("agent_b").exists()).await;
+    wait_until("the config error to clear", || {
+        status(&home)["config_error"].is_null()
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_dir(agents.join(".archive")).unwrap().count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlink_swap_to_another_server_reconnects_there() {
+    let home = TestHome::new();
+    let first = FakeBackend::start().await;
+    let second = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    // A nix-style setup: the config is a symlink into a "store".
+    let store = home.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let (a, b) = (
+        store.join("a-cloudagent.toml"),
+        store.join("b-cloudagent.toml"),
+    );
+    std::fs::write(
+        &a,
+        DaemonConfig::new(&first.url(), &["agent_a"]).render(&home),
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        DaemonConfig::new(&second.url(), &["agent_a"]).render(&home),
+    )
+    .unwrap();
+    let link = home.path().join(".config/cloudagent/cloudagent.toml");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = first.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+
+    let tmp = link.with_extension("new");
+    std::os::unix::fs::symlink(&b, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    let mut conn2 = second.next_connection(T).await;
+    conn2.recv_type("resume", T).await;
+    assert!(conn.closed(T).await, "the old connection is closed");
+    assert!(
+        status(&home)["server"]
+            .as_str()
+            .unwrap()
+            .starts_with(&second.url())
+    );
+
+    // SIGHUP reloads on demand (here: no change, still connected).
+    d.signal("HUP");
+    wait_until("the reload to be logged", || {
+        d.output(&home).contains("SIGHUP: reloading")
+    })
+    .await;
+    assert_eq!(status(&home)["connection"], "connected");
+}
