@@ -357,7 +357,7 @@ async fn real_claude_text_only_answer() {
         run.describe(&fake)
     );
     assert_eq!(main[0].query(), Some("beta=true"));
-    assert_eq!(main[0].header("x-api-key"), Some("test"));
+    assert_eq!(main[0].header("x-api-key"), Some("test-key"));
     assert_eq!(result["num_turns"], 1);
 
     let session_id = result["session_id"].as_str().unwrap();

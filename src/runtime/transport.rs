@@ -22,6 +22,12 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Said when the certificate's issuer is not trusted: the common case of a
+/// private CA or a self-signed development server.
+const HINT_UNTRUSTED: &str = "If the server's certificate comes from a private CA, trust that CA by setting SSL_CERT_FILE=/path/to/ca.pem in the daemon's environment; for a self-signed development server only, set `insecure = true` in its [servers.<name>] table (or run `start --insecure`) to skip certificate checks";
+/// Said for any other certificate problem: the certificate itself is wrong.
+const HINT_FIX: &str = "Fix the server's certificate; for a development server only, set `insecure = true` in its [servers.<name>] table (or run `start --insecure`) to skip certificate checks";
+
 #[derive(Debug, Error)]
 pub enum ConnectError {
     /// 401/403 on the upgrade: the key is wrong or revoked. Terminal.
@@ -29,10 +35,14 @@ pub enum ConnectError {
         "the server rejected the machine API key (HTTP {0}); check the key (api_key_file / api_key_env) or create a new one in the cloudagent UI"
     )]
     Auth(u16),
-    #[error(
-        "TLS certificate problem connecting to {url}: {detail} (for a self-signed development server set `insecure = true` on the server)"
-    )]
-    Certificate { url: String, detail: String },
+    /// The server's certificate failed verification. Retried (the
+    /// certificate or the trust store may be fixed while we wait).
+    #[error("TLS certificate problem connecting to {url}: {detail}. {hint}")]
+    Certificate {
+        url: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error("cannot connect to {url}: {detail}")]
     Other { url: String, detail: String },
 }
@@ -57,6 +67,7 @@ pub async fn connect(url: &str, key: &Secret, insecure: bool) -> Result<Ws, Conn
             other("the API key contains characters not allowed in an HTTP header".into())
         })?;
     request.headers_mut().insert("Authorization", auth);
+    let host = request.uri().host().unwrap_or_default().to_string();
     let connector = match insecure {
         true => Some(Connector::Rustls(Arc::new(
             insecure_config().map_err(|e| other(e.to_string()))?,
@@ -82,20 +93,79 @@ pub async fn connect(url: &str, key: &Secret, insecure: bool) -> Result<Ws, Conn
                 )))
             }
         }
+        // tokio-rustls reports a failed handshake as an io::Error
+        // (InvalidData) wrapping the rustls::Error.
         Ok(Err(tungstenite::Error::Io(e))) => {
-            let cert = e
+            match e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map(|r| r.to_string());
-            match cert {
-                Some(detail) => Err(ConnectError::Certificate {
-                    url: url.to_string(),
-                    detail,
-                }),
+            {
+                Some(tls) => Err(tls_error(url, &host, tls)),
                 None => Err(other(e.to_string())),
             }
         }
+        Ok(Err(tungstenite::Error::Tls(tungstenite::error::TlsError::Rustls(tls)))) => {
+            Err(tls_error(url, &host, &tls))
+        }
         Ok(Err(e)) => Err(other(e.to_string())),
+    }
+}
+
+/// A rustls error from the handshake, in words a user can act on. Only a
+/// rejected certificate is a [`ConnectError::Certificate`]; anything else
+/// (a server that does not speak TLS, no common cipher suite, ...) is not
+/// helped by `insecure` and says so by not suggesting it.
+fn tls_error(url: &str, host: &str, err: &rustls::Error) -> ConnectError {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = err else {
+        let hint = match err {
+            rustls::Error::InvalidMessage(_) => {
+                " (the server does not seem to speak TLS: for a plain server use an http:// URL)"
+            }
+            _ => "",
+        };
+        return ConnectError::Other {
+            url: url.to_string(),
+            detail: format!("TLS handshake failed: {err}{hint}"),
+        };
+    };
+    let (what, hint) = match cert {
+        C::UnknownIssuer => (
+            "the server's certificate is not signed by a trusted certificate authority".to_string(),
+            HINT_UNTRUSTED,
+        ),
+        C::NotValidForName | C::NotValidForNameContext { .. } => (
+            format!("the server's certificate is not valid for the host name {host}"),
+            HINT_FIX,
+        ),
+        C::Expired | C::ExpiredContext { .. } => {
+            ("the server's certificate has expired".to_string(), HINT_FIX)
+        }
+        C::NotValidYet | C::NotValidYetContext { .. } => (
+            "the server's certificate is not valid yet (check this machine's clock)".to_string(),
+            HINT_FIX,
+        ),
+        C::Revoked => (
+            "the server's certificate has been revoked".to_string(),
+            HINT_FIX,
+        ),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => (
+            "the server's certificate is not meant for TLS servers (extended key usage)"
+                .to_string(),
+            HINT_FIX,
+        ),
+        // webpki's CaUsedAsEndEntity has no rustls variant of its own.
+        C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => (
+            "the server presents a CA certificate as its own (a server certificate must be CA:FALSE and signed by the CA)"
+                .to_string(),
+            HINT_FIX,
+        ),
+        _ => ("the server's certificate was rejected".to_string(), HINT_FIX),
+    };
+    ConnectError::Certificate {
+        url: url.to_string(),
+        detail: format!("{what} (rustls: {err})"),
+        hint,
     }
 }
 
@@ -157,5 +227,103 @@ impl ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "wss://api.example/v1/daemon/ws";
+
+    fn certificate(e: rustls::CertificateError) -> String {
+        let err = tls_error(URL, "api.example", &rustls::Error::InvalidCertificate(e));
+        assert!(matches!(err, ConnectError::Certificate { .. }), "{err:?}");
+        err.to_string()
+    }
+
+    #[test]
+    fn untrusted_issuer_says_so_and_names_both_fixes() {
+        assert_eq!(
+            certificate(rustls::CertificateError::UnknownIssuer),
+            "TLS certificate problem connecting to wss://api.example/v1/daemon/ws: the server's \
+             certificate is not signed by a trusted certificate authority (rustls: invalid peer \
+             certificate: UnknownIssuer). If the server's certificate comes from a private CA, \
+             trust that CA by setting SSL_CERT_FILE=/path/to/ca.pem in the daemon's environment; \
+             for a self-signed development server only, set `insecure = true` in its \
+             [servers.<name>] table (or run `start --insecure`) to skip certificate checks"
+        );
+    }
+
+    #[test]
+    fn other_certificate_problems_name_the_problem() {
+        let name = certificate(rustls::CertificateError::NotValidForName);
+        assert!(
+            name.contains("not valid for the host name api.example"),
+            "{name}"
+        );
+        assert!(!name.contains("SSL_CERT_FILE") && name.contains("insecure = true"));
+        let expired = certificate(rustls::CertificateError::Expired);
+        assert!(expired.contains("has expired"), "{expired}");
+    }
+
+    /// A trusted self-signed CA:TRUE certificate used as the server's own:
+    /// webpki's CaUsedAsEndEntity, which rustls only carries as `Other`.
+    #[test]
+    fn a_ca_certificate_served_as_the_leaf_is_explained() {
+        use rustls::client::WebPkiServerVerifier;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let err = verifier
+            .verify_server_cert(
+                cert.der(),
+                &[],
+                &ServerName::try_from("localhost").unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .unwrap_err();
+        let text = tls_error(URL, "localhost", &err).to_string();
+        assert!(
+            text.contains("presents a CA certificate as its own"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_without_tls_is_not_called_a_certificate_problem() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let url = format!("wss://127.0.0.1:{port}/v1/daemon/ws");
+        let err = connect(&url, &Secret::new("sk_machine_x"), false)
+            .await
+            .err()
+            .unwrap();
+        server.await.unwrap();
+        let text = err.to_string();
+        assert!(matches!(err, ConnectError::Other { .. }), "{err:?}");
+        assert!(text.contains("TLS handshake failed"), "{text}");
+        assert!(text.contains("does not seem to speak TLS"), "{text}");
+        assert!(!text.contains("insecure"), "{text}");
     }
 }
