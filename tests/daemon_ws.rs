@@ -777,3 +777,41 @@ async fn text_only_answer_triggers_the_fallback_send_message() {
     let st = conn.recv_matching(T, "final status", idle_status).await;
     assert_eq!(st["payload"]["status"], "idle");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_agent_queue_signals_queue_full_but_keeps_the_message() {
+    let s = setup(&["agent_a"], "").await;
+    s.claude
+        .script(1, Behaviour::ok("sid-q", "busy").wait_release());
+    let _d = Daemon::start(&s.home, FAST_TIMING);
+    let mut conn = s.backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    conn.send(deliver(1, "agent_a", "m0", "running")).await;
+    s.claude.wait_for_calls(1, T).await;
+    // One running, 100 waiting: the 101st waiting one is over capacity.
+    for i in 1..=101 {
+        conn.send(deliver(1 + i, "agent_a", &format!("m{i}"), "queued"))
+            .await;
+    }
+    let full = conn
+        .recv_matching(T, "queue_full ack", |f| {
+            f["payload"]["status"] == "queue_full"
+        })
+        .await;
+    assert_eq!(
+        full["payload"].to_string(),
+        r#"{"message_id":"m101","status":"queue_full"}"#
+    );
+    let received = s
+        .backend
+        .frames_of_type("delivery_ack")
+        .iter()
+        .filter(|a| a["payload"]["status"] == "received")
+        .count();
+    assert_eq!(received, 102, "every message was accepted first");
+    // It is still run: status shows it queued, not dropped.
+    let out = s.home.cmd().args(["status", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["queued"], 101);
+    assert_eq!(v["pending"], 102);
+}
