@@ -98,6 +98,21 @@ async fn ack_latency(
     }
 }
 
+/// `n` sequential deliver->ack latencies; `make(i)` gives seq, agent, id.
+async fn series(
+    tx: &mut Sink,
+    frames: &mut mpsc::UnboundedReceiver<Frame>,
+    n: i64,
+    make: impl Fn(i64) -> (i64, String, String),
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let (seq, agent, id) = make(i);
+        out.push(ack_latency(tx, frames, deliver(seq, &agent, &id, "x"), &id).await);
+    }
+    out
+}
+
 fn write_config(home: &Path, url: &str, agents: usize) {
     let bin = home.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -196,47 +211,20 @@ async fn main() {
     )))
     .await
     .unwrap();
-    let mut queued = Vec::new();
-    for i in 0..300 {
-        let id = format!("q-{i}");
-        queued.push(
-            ack_latency(
-                &mut tx,
-                &mut frames,
-                deliver(1_000_001 + i, "agent_hold", &id, "x"),
-                &id,
-            )
-            .await,
-        );
-    }
+    let mut queued = series(&mut tx, &mut frames, 300, |i| {
+        (1_000_001 + i, "agent_hold".into(), format!("q-{i}"))
+    })
+    .await;
     // New messages, each starting a wake (one at a time, back to back).
-    let mut lat = Vec::new();
-    for i in 0..500 {
-        let id = format!("lat-{i}");
-        lat.push(
-            ack_latency(
-                &mut tx,
-                &mut frames,
-                deliver(i + 1, &format!("agent_{:02}", i % 20), &id, "x"),
-                &id,
-            )
-            .await,
-        );
-    }
+    let mut lat = series(&mut tx, &mut frames, 500, |i| {
+        (i + 1, format!("agent_{:02}", i % 20), format!("lat-{i}"))
+    })
+    .await;
     // Redeliveries of those (acked again, no wake).
-    let mut dup = Vec::new();
-    for i in 0..500 {
-        let id = format!("lat-{i}");
-        dup.push(
-            ack_latency(
-                &mut tx,
-                &mut frames,
-                deliver(i + 1, &format!("agent_{:02}", i % 20), &id, "x"),
-                &id,
-            )
-            .await,
-        );
-    }
+    let mut dup = series(&mut tx, &mut frames, 500, |i| {
+        (i + 1, format!("agent_{:02}", i % 20), format!("lat-{i}"))
+    })
+    .await;
     for v in [&mut ping, &mut queued, &mut lat, &mut dup] {
         v.sort_by(f64::total_cmp);
     }
