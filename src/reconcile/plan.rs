@@ -84,7 +84,6 @@ pub enum Op {
 /// How a successful change moves its profile's inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    None,
     ForgetAgent(String),
     ForgetFile(PathBuf),
     Service(Option<ServiceRecord>),
@@ -450,7 +449,6 @@ fn prune_file(
 
 pub fn apply_effect(inv: &mut Inventory, effect: &Effect) {
     match effect {
-        Effect::None => {}
         Effect::ForgetAgent(a) => {
             inv.agents.remove(a);
         }

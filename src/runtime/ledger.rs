@@ -97,7 +97,6 @@ pub enum Decision {
 
 pub struct Ledger {
     state_path: PathBuf,
-    journal_path: PathBuf,
     journal: Journal,
     last_seq: i64,
     host_id: Option<String>,
@@ -137,7 +136,6 @@ impl Ledger {
                 source,
             })?,
             state_path,
-            journal_path: journal_path.clone(),
             last_seq: state.last_seq,
             host_id: state.host_id,
             workspace_root: state.workspace_root,
@@ -391,11 +389,6 @@ impl Ledger {
         }
     }
 
-    /// Run `f` once everything recorded so far is on disk.
-    pub fn after_durable(&self, f: impl FnOnce() + Send + 'static) {
-        self.journal.after_durable(f);
-    }
-
     /// Rewrite state.json and shrink the journal to the pending wakes.
     pub fn compact(&mut self) {
         let snapshot = StateFile {
@@ -420,10 +413,6 @@ impl Ledger {
         self.since_compaction = self.pending.len();
         self.journal
             .compact(records, self.state_path.clone(), snapshot);
-    }
-
-    pub fn journal_path(&self) -> &Path {
-        &self.journal_path
     }
 }
 

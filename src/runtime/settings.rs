@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef, Transport};
+use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef};
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 
 /// Test hooks of the original, kept (PROTOCOL §7.2).
@@ -26,7 +26,6 @@ pub struct Settings {
     /// This binary: the MCP bridge claude starts.
     pub exe: PathBuf,
     pub server_url: String,
-    pub transport: Transport,
     pub insecure: bool,
     pub api_key: Secret,
     /// The environment variable holding the key, kept out of claude's env.
@@ -88,7 +87,6 @@ impl Settings {
             home,
             exe,
             server_url: String::new(),
-            transport: Transport::Ws,
             insecure: false,
             api_key: Secret::new(""),
             api_key_env: None,
@@ -127,7 +125,6 @@ impl Settings {
         })?;
         let mut s = Self::base(profile.clone(), home, exe);
         s.server_url = p.server.url.clone();
-        s.transport = p.server.transport;
         s.insecure = p.server.insecure;
         s.api_key = p
             .api_key

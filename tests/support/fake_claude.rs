@@ -661,33 +661,6 @@ impl FakeClaude {
         }
     }
 
-    /// Blocking twin of [`FakeClaude::wait_until`] for non-async tests.
-    pub fn wait_until_blocking(
-        &self,
-        timeout: Duration,
-        what: &str,
-        mut cond: impl FnMut(&[Call]) -> bool,
-    ) -> Vec<Call> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let calls = self.calls();
-            if cond(&calls) {
-                return calls;
-            }
-            if Instant::now() >= deadline {
-                self.timeout_panic(timeout, what, &calls);
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Blocking twin of [`FakeClaude::wait_for_calls`].
-    pub fn wait_for_calls_blocking(&self, count: usize, timeout: Duration) -> Vec<Call> {
-        self.wait_until_blocking(timeout, &format!("{count} invocation(s)"), |c| {
-            c.len() >= count
-        })
-    }
-
     fn timeout_panic(&self, timeout: Duration, what: &str, calls: &[Call]) -> ! {
         let summary: Vec<String> = calls
             .iter()
