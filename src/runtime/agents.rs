@@ -57,8 +57,7 @@ pub fn cwd(settings: &Settings, id: &AgentId) -> PathBuf {
 }
 
 /// Identity on disk, or the default staff identity.
-pub fn identity(settings: &Settings, id: &AgentId) -> Identity {
-    let layout = AgentLayout::new(&settings.paths, id);
+fn read_identity(layout: &AgentLayout, id: &AgentId) -> Identity {
     std::fs::read(layout.identity())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -70,7 +69,7 @@ pub fn on_assign(settings: &Settings, a: &Assign) -> Result<(), String> {
     record_assigned(settings, &a.agent_id, true);
     if settings.agents.contains_key(&a.agent_id) {
         // Declared in the config file: apply owns its workspace.
-        return ensure_declared(settings, &a.agent_id);
+        return ensure_declared(settings, &a.agent_id).map(|_| ());
     }
     let identity = Identity {
         agent_id: a.agent_id.to_string(),
@@ -84,7 +83,7 @@ pub fn on_assign(settings: &Settings, a: &Assign) -> Result<(), String> {
         .workspace_root
         .as_deref()
         .map(|w| fsutil::expand_tilde(w, &settings.home.home));
-    ensure(settings, &a.agent_id, &identity, over.as_deref(), true)
+    ensure(settings, &a.agent_id, &identity, over.as_deref(), true).map(|_| ())
 }
 
 pub fn on_unassign(settings: &Settings, id: &AgentId) {
@@ -92,19 +91,22 @@ pub fn on_unassign(settings: &Settings, id: &AgentId) {
 }
 
 /// Before a wake: make sure the workspace exists (a deliver may arrive for
-/// an agent the server never assigned, PROTOCOL §4.1 step 1).
+/// an agent the server never assigned, PROTOCOL §4.1 step 1). Returns the
+/// agent's identity and claude's cwd, each worked out once.
 pub fn ensure_for_wake(
     settings: &Settings,
     id: &AgentId,
     payload: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), String> {
+) -> Result<(Identity, PathBuf), String> {
     let layout = AgentLayout::new(&settings.paths, id);
     if settings.agents.contains_key(id) {
         return ensure_declared(settings, id);
     }
     if layout.dir.is_dir() && layout.identity().is_file() {
         // Existing workspace: only its cwd has to exist.
-        return fsutil::create_dir_all(&cwd(settings, id), 0o755).map_err(|e| e.to_string());
+        let cwd = cwd(settings, id);
+        fsutil::create_dir_all(&cwd, 0o755).map_err(|e| e.to_string())?;
+        return Ok((read_identity(&layout, id), cwd));
     }
     let text = |k: &str, d: &str| {
         payload
@@ -122,20 +124,19 @@ pub fn ensure_for_wake(
         workspace_slug: text("workspace_slug", "default"),
         reports_to: "(unset)".to_string(),
     };
-    ensure(settings, id, &identity, None, false)
+    let cwd = ensure(settings, id, &identity, None, false)?;
+    Ok((identity, cwd))
 }
 
-fn ensure_declared(settings: &Settings, id: &AgentId) -> Result<(), String> {
+/// Bring a declared agent's workspace in line; its identity comes from the
+/// config file.
+fn ensure_declared(settings: &Settings, id: &AgentId) -> Result<(Identity, PathBuf), String> {
     let Some(agent) = settings.agents.get(id) else {
-        return Ok(());
+        return Err(format!("{id} is not declared"));
     };
-    ensure(
-        settings,
-        id,
-        &Identity::from_agent(agent),
-        agent.workdir.as_deref(),
-        false,
-    )
+    let identity = Identity::from_agent(agent);
+    let cwd = ensure(settings, id, &identity, agent.workdir.as_deref(), false)?;
+    Ok((identity, cwd))
 }
 
 fn ensure(
@@ -144,7 +145,7 @@ fn ensure(
     identity: &Identity,
     over: Option<&Path>,
     clear_override: bool,
-) -> Result<(), String> {
+) -> Result<PathBuf, String> {
     let layout = AgentLayout::new(&settings.paths, id);
     if clear_override && over.is_none() {
         // assign without workspace_root clears a previous override (§1.4).
@@ -166,5 +167,6 @@ fn ensure(
         &settings.exe,
         &settings.profile,
     );
-    reconcile::converge(&entries)
+    reconcile::converge(&entries)?;
+    Ok(cwd)
 }

@@ -69,26 +69,19 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         );
         tokio::task::spawn_blocking(move || {
             let ready = agents::ensure_for_wake(&s, &id, &payload);
-            let identity = agents::identity(&s, &id);
-            let cwd = agents::cwd(&s, &id);
             set_current_session(&layout, session.as_deref());
             let stored = read_last_spawn(&layout).and_then(|v| {
                 v.get("session_id")
                     .and_then(Value::as_str)
                     .map(String::from)
             });
-            (ready, identity, cwd, stored)
+            (ready, stored)
         })
         .await
     };
-    let (prepared, identity, cwd, stored) = match prep {
+    let (prepared, stored) = match prep {
         Ok(p) => p,
-        Err(e) => (
-            Err(format!("workspace preparation failed: {e}")),
-            crate::workspace::Identity::default_staff(id.as_str()),
-            layout.default_cwd(),
-            None,
-        ),
+        Err(e) => (Err(format!("workspace preparation failed: {e}")), None),
     };
     shared.with_live(|l| {
         l.running.insert(
@@ -102,41 +95,47 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         )
     });
 
-    let system_prompt = prompt::system_prompt(
-        id.as_str(),
-        identity.is_chief,
-        s.agents
-            .get(&id)
-            .and_then(|a| a.append_system_prompt.as_deref()),
-        wake.payload
-            .get("append_system_prompt")
-            .and_then(Value::as_str),
-    );
     let stdin_text = format!("{}\n", prompt::wake_prompt(&wake.payload));
+    // What every attempt needs: whether the agent is a chief, its system
+    // prompt, and where claude runs.
+    let prepared = prepared.map(|(identity, cwd)| {
+        let system_prompt = prompt::system_prompt(
+            id.as_str(),
+            identity.is_chief,
+            s.agents
+                .get(&id)
+                .and_then(|a| a.append_system_prompt.as_deref()),
+            wake.payload
+                .get("append_system_prompt")
+                .and_then(Value::as_str),
+        );
+        (identity.is_chief, system_prompt, cwd)
+    });
 
-    let mut attempt = match prepared {
+    let mut attempt = match &prepared {
         Err(e) => Attempt {
             exit_code: 126,
             spawn_error: Some(format!("cannot prepare the workspace of {id}: {e}")),
             ..Attempt::default()
         },
-        Ok(()) => {
+        Ok((chief, system_prompt, cwd)) => {
             run_attempt(
                 shared,
                 &s,
                 &wake,
                 &layout,
-                &cwd,
+                cwd,
                 stored.as_deref(),
-                identity.is_chief,
-                &system_prompt,
+                *chief,
+                system_prompt,
                 &stdin_text,
             )
             .await
         }
     };
     let mut session_id = stored.clone();
-    if !attempt.interrupted
+    if let Ok((chief, system_prompt, cwd)) = &prepared
+        && !attempt.interrupted
         && attempt.exit_code != 0
         && stored.is_some()
         && attempt.stderr_tail.contains(STALE_SESSION)
@@ -152,10 +151,10 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             &s,
             &wake,
             &layout,
-            &cwd,
+            cwd,
             None,
-            identity.is_chief,
-            &system_prompt,
+            *chief,
+            system_prompt,
             &stdin_text,
         )
         .await;
