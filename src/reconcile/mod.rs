@@ -69,20 +69,15 @@ pub fn plan_for_profile(
     ctx: &Context,
     profile: &crate::paths::ProfileName,
 ) -> Plan {
-    let mut target = target::build(desired, ctx);
-    target.profiles.retain(|name, _| name == profile);
-    for pt in target.profiles.values_mut() {
-        pt.service = target::ServiceWant::Unmanaged;
-    }
-    let mut observed = observe::observe(&target, &ctx.home);
-    observed.profiles.retain(|name, _| name == profile);
+    let target = target::build_scoped(desired, ctx, target::Scope::Local(profile));
+    let observed = observe::observe(&target, &ctx.home, false);
     plan::plan(&target, &observed)
 }
 
 /// Target, observation and plan in one call: what `plan` and `apply` run.
 pub fn plan_for(desired: &Desired, ctx: &Context) -> (Target, Plan) {
     let target = target::build(desired, ctx);
-    let observed = observe::observe(&target, &ctx.home);
+    let observed = observe::observe(&target, &ctx.home, true);
     let plan = plan::plan(&target, &observed);
     (target, plan)
 }

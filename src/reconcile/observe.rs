@@ -33,12 +33,17 @@ impl Observed {
     }
 }
 
-pub fn observe(target: &Target, home: &Home) -> Observed {
+/// `discover`: also read the inventories of profiles the target does not
+/// have (they may have to be pruned); a single-profile reconciliation skips
+/// that.
+pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
     let mut profiles = BTreeMap::new();
-    for name in profiles_with_inventory(home)
-        .into_iter()
-        .chain(target.profiles.keys().cloned())
-    {
+    let others = if discover {
+        profiles_with_inventory(home)
+    } else {
+        Vec::new()
+    };
+    for name in others.into_iter().chain(target.profiles.keys().cloned()) {
         profiles.entry(name.clone()).or_insert_with(|| {
             let paths = home.profile(&name);
             let inventory = Inventory::read(&paths.inventory_file());

@@ -58,11 +58,30 @@ pub enum ServiceWant {
     Error(String),
 }
 
+/// What a reconciliation covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Everything the file declares, and pruning of what it no longer does
+    /// (`plan`, `apply`).
+    All,
+    /// One profile's directories and agents, never its service unit (a
+    /// running daemon reconciling itself).
+    Local(&'a ProfileName),
+}
+
 pub fn build(desired: &Desired, ctx: &Context) -> Target {
+    build_scoped(desired, ctx, Scope::All)
+}
+
+pub fn build_scoped(desired: &Desired, ctx: &Context, scope: Scope) -> Target {
     let profiles = desired
         .profiles
         .values()
-        .map(|p| (p.name.clone(), profile_target(desired, p, ctx)))
+        .filter(|p| match scope {
+            Scope::All => true,
+            Scope::Local(name) => &p.name == name,
+        })
+        .map(|p| (p.name.clone(), profile_target(desired, p, ctx, scope)))
         .collect();
     Target {
         config: desired.source.clone(),
@@ -131,7 +150,12 @@ pub fn agent_entries(
     entries
 }
 
-fn profile_target(desired: &Desired, profile: &Profile, ctx: &Context) -> ProfileTarget {
+fn profile_target(
+    desired: &Desired,
+    profile: &Profile,
+    ctx: &Context,
+    scope: Scope,
+) -> ProfileTarget {
     let paths = ctx.home.profile(&profile.name);
     let dirs = vec![dir(paths.base.clone(), 0o700), dir(paths.logs_dir(), 0o700)];
     let agents = profile
@@ -161,6 +185,7 @@ fn profile_target(desired: &Desired, profile: &Profile, ctx: &Context) -> Profil
         })
         .collect();
     let service = match &profile.service {
+        _ if matches!(scope, Scope::Local(_)) => ServiceWant::Unmanaged,
         None => ServiceWant::None,
         Some(settings) => {
             let secret_env = match &profile.api_key {
