@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Auth, FakeBackend, deliver, frame, frame_type};
+use support::fake_backend::{Auth, Conn, FakeBackend, deliver, frame, frame_type};
 use support::fake_claude::{Behaviour, FakeClaude, assistant_tool_use, init, result_success};
 use support::{TestHome, stdout};
 
@@ -17,6 +17,16 @@ struct Setup {
     home: TestHome,
     backend: FakeBackend,
     claude: FakeClaude,
+}
+
+impl Setup {
+    /// Start the daemon and wait until its handshake is complete.
+    async fn connect(&self, timing: &str) -> (Daemon, Conn) {
+        let d = Daemon::start(&self.home, timing);
+        let mut conn = self.backend.next_connection(T).await;
+        conn.recv_type("resume", T).await;
+        (d, conn)
+    }
 }
 
 async fn setup(agents: &[&str], daemon_section: &str) -> Setup {
@@ -102,9 +112,7 @@ async fn handshake_sends_bearer_ready_and_resume() {
 async fn deliver_acks_runs_claude_and_reports_statuses_in_order() {
     let s = setup(&["agent_a"], "").await;
     s.claude.script(1, replies("sid-1", "done"));
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     let mut d = deliver(7, "agent_a", "236", "hello there");
     d["payload"]["append_system_prompt"] = json!("Be terse.");
     conn.send(d).await;
@@ -183,9 +191,7 @@ async fn deliver_acks_runs_claude_and_reports_statuses_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
     let s = setup(&["agent_a"], "").await;
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     s.backend.wait_for_frame(T, idle_status).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
@@ -242,9 +248,7 @@ async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reconnects_and_resumes_from_the_last_accepted_seq() {
     let s = setup(&["agent_a"], "").await;
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(41, "agent_a", "m41", "x")).await;
     conn.recv_type("delivery_ack", T).await;
     s.backend.wait_for_frame(T, idle_status).await;
@@ -321,9 +325,7 @@ async fn rejected_key_on_reconnect_is_terminal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_frames_are_skipped_and_the_connection_stays_up() {
     let s = setup(&["agent_a"], "").await;
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     let bad = [
         "this is not json",
         "[1,2,3]",
@@ -373,9 +375,7 @@ async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once() {
     // The first message blocks, so the second is accepted but only queued.
     s.claude
         .script(1, Behaviour::ok("sid-1", "one").wait_release());
-    let mut d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (mut d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "first")).await;
     conn.send(deliver(2, "agent_a", "m2", "second")).await;
     s.backend
@@ -435,9 +435,7 @@ async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once() {
 async fn frames_of_a_wake_that_ends_while_disconnected_arrive_after_reconnect() {
     let s = setup(&["agent_a"], "").await;
     s.claude.script(1, replies("sid-9", "later").wait_release());
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     conn.recv_matching(T, "running status", |f| frame_type(f) == "agent_status")
         .await;
@@ -473,9 +471,7 @@ async fn stale_session_is_retried_without_resume() {
     s.claude.script(1, Behaviour::ok("sid-old", "first"));
     s.claude.script(2, Behaviour::stale_session("sid-old"));
     s.claude.script(3, Behaviour::ok("sid-new", "second"));
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     s.backend.wait_for_frame(T, idle_status).await;
     conn.send(deliver(2, "agent_a", "m2", "y")).await;
@@ -522,9 +518,7 @@ async fn claude_crash_is_reported_as_crashed() {
             .stderr("boom\n")
             .exit_code(3),
     );
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let st = s.backend.wait_for_frame(T, idle_status).await;
     assert_eq!(
@@ -553,9 +547,7 @@ async fn exit_zero_with_an_error_result_is_not_idle() {
             support::fake_claude::result_error("sid-e", "error_max_turns"),
         ]),
     );
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let st = s.backend.wait_for_frame(T, idle_status).await;
     assert_eq!(st["payload"]["status"], "crashed");
@@ -566,9 +558,7 @@ async fn exit_zero_with_an_error_result_is_not_idle() {
 async fn hung_claude_is_killed_by_the_timeout() {
     let s = setup(&["agent_a"], "wake_timeout_sec = 1\n").await;
     s.claude.script(1, Behaviour::ok("sid-h", "never").hang());
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let st = s.backend.wait_for_frame(T, idle_status).await;
     assert_eq!(
@@ -584,9 +574,7 @@ async fn sigterm_with_a_wake_running_stops_claude_and_replays_after_restart() {
     let s = setup(&["agent_a"], "").await;
     s.claude
         .script(1, Behaviour::ok("sid-t", "slow").wait_release());
-    let mut d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (mut d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     s.claude.wait_for_calls(1, T).await;
     d.signal("TERM");
@@ -624,9 +612,7 @@ async fn sigterm_with_a_wake_running_stops_claude_and_replays_after_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bye_closes_and_reconnects_unless_the_host_was_removed() {
     let s = setup(&[], "").await;
-    let mut d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (mut d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(frame("bye", json!({"reason": "server restarting"})))
         .await;
     assert!(conn.closed(T).await);
@@ -644,9 +630,7 @@ async fn bye_closes_and_reconnects_unless_the_host_was_removed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_server_is_dropped_by_the_watchdog() {
     let s = setup(&[], "").await;
-    let _d = Daemon::start(&s.home, &format!("{FAST_TIMING},watchdog_ms=500"));
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(&format!("{FAST_TIMING},watchdog_ms=500")).await;
     assert!(
         conn.closed(T).await,
         "watchdog should close a silent connection"
@@ -665,9 +649,7 @@ async fn server_that_never_says_hello_is_not_waited_for_forever() {
 #[tokio::test(flavor = "multi_thread")]
 async fn second_daemon_of_a_profile_is_refused_and_status_and_stop_work() {
     let s = setup(&["agent_a"], "").await;
-    let mut d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (mut d, _conn) = s.connect(FAST_TIMING).await;
 
     let mut second = Daemon::start(&s.home, FAST_TIMING);
     let st = second.wait_exit(T).expect("second daemon exits");
@@ -715,9 +697,7 @@ async fn second_daemon_of_a_profile_is_refused_and_status_and_stop_work() {
 #[tokio::test(flavor = "multi_thread")]
 async fn assign_materialises_a_workspace_for_a_server_agent() {
     let s = setup(&[], "").await;
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     let wr = s.home.path().join("projects/chief");
     conn.send(frame("assign", json!({"agent_id": "agent_srv", "agent_name": "Boss", "is_chief": true, "workspace_root": wr}))).await;
     conn.send(deliver(1, "agent_srv", "m1", "x")).await;
@@ -755,9 +735,7 @@ async fn text_only_answer_triggers_the_fallback_send_message() {
     let s = setup(&["agent_a"], "").await;
     s.claude
         .script(1, Behaviour::ok("sid-f", "the answer is 42"));
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "question")).await;
     let call = conn.recv_type("tool_call", T).await;
     let p = &call["payload"];
@@ -783,9 +761,7 @@ async fn a_full_agent_queue_signals_queue_full_but_keeps_the_message() {
     let s = setup(&["agent_a"], "").await;
     s.claude
         .script(1, Behaviour::ok("sid-q", "busy").wait_release());
-    let _d = Daemon::start(&s.home, FAST_TIMING);
-    let mut conn = s.backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m0", "running")).await;
     s.claude.wait_for_calls(1, T).await;
     // One running, 100 waiting: the 101st waiting one is over capacity.
