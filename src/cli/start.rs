@@ -197,7 +197,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
             settings.server_url,
             std::process::id()
         );
-        match daemon::run(settings, timing, ledger, pending).await {
+        match daemon::run(settings, timing, ledger, pending, runtimes).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("Error: {e}");

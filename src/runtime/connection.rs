@@ -145,9 +145,18 @@ where
         l.last_seq()
     });
 
-    // 2. ready (runtimes re-detected on every connect), then resume.
+    // 2. ready (runtimes re-detected on every connect, except the first:
+    // `start` has just done it), then resume.
     let settings = shared.settings();
-    let runtimes = detect::detect(&settings.home.home, std::env::var_os("PATH")).await;
+    let startup = shared
+        .startup_runtimes
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take());
+    let runtimes = match startup {
+        Some(r) => r,
+        None => detect::detect(&settings.home.home, std::env::var_os("PATH")).await,
+    };
     let workspace_root = settings
         .workspace_root
         .as_ref()

@@ -34,10 +34,14 @@ pub async fn run(
     timing: Timing,
     ledger: Ledger,
     pending: Vec<PendingWake>,
+    runtimes: Vec<super::detect::Runtime>,
 ) -> Result<(), DaemonError> {
     let socket = settings.socket.clone();
     let max = settings.max_concurrent_wakes;
     let shared = Shared::new(settings, timing, ledger);
+    if let Ok(mut r) = shared.startup_runtimes.lock() {
+        *r = Some(runtimes);
+    }
     let scheduler = Scheduler::new(shared.clone(), max, tokio::runtime::Handle::current());
     if !pending.is_empty() {
         tracing::info!(
