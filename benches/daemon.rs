@@ -131,7 +131,7 @@ fn write_config(home: &Path, url: &str, agents: usize) {
     std::fs::write(home.join("cloudagent.toml"), cfg).unwrap();
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let home = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

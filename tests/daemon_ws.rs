@@ -246,6 +246,55 @@ async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_burst_with_duplicates_is_acked_in_order_and_each_message_runs_once() {
+    let s = setup(&["agent_a", "agent_b"], "").await;
+    s.claude.script_default(replies("sid-b", "ok"));
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
+    // One write: the daemon reads the burst together and records it as one
+    // batch, duplicates of messages in the same unsynced batch included.
+    let mut burst = Vec::new();
+    for i in 0..20 {
+        let agent = if i % 2 == 0 { "agent_a" } else { "agent_b" };
+        let d = deliver(i + 1, agent, &format!("m{i}"), "x");
+        burst.push(d.clone());
+        burst.push(d);
+    }
+    conn.send_burst(&burst).await;
+    s.backend
+        .wait_for_frames(T, "20 final statuses", |f| {
+            f.iter().filter(|(_, f)| idle_status(f)).count() == 20
+        })
+        .await;
+    let received: Vec<String> = s
+        .backend
+        .frames_of_type("delivery_ack")
+        .iter()
+        .filter(|a| a["payload"]["status"] == "received")
+        .map(|a| a["payload"]["message_id"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..20)
+        .flat_map(|i| [format!("m{i}"), format!("m{i}")])
+        .collect();
+    assert_eq!(received, expected, "one ack per deliver, in arrival order");
+    let mut ran: Vec<String> = s
+        .claude
+        .calls()
+        .iter()
+        .map(|c| {
+            let at = c.stdin.find("message_id: ").expect("message id in prompt") + 12;
+            c.stdin[at..].split_whitespace().next().unwrap().to_string()
+        })
+        .collect();
+    ran.sort();
+    let mut once: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    once.sort();
+    assert_eq!(ran, once, "each message ran exactly once");
+    let resume_after = s.home.cmd().args(["status", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&resume_after.stdout).unwrap();
+    assert_eq!(v["last_seq"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reconnects_and_resumes_from_the_last_accepted_seq() {
     let s = setup(&["agent_a"], "").await;
     let (_d, mut conn) = s.connect(FAST_TIMING).await;

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::SplitSink;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -15,7 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::frames::{self, AckStatus, Inbound};
-use super::ledger::Decision;
+use super::ledger::{Decision, PendingWake};
+use super::outbox::Outbox;
 use super::shared::Shared;
 use super::timing::Backoff;
 use super::transport::{self, ConnectError};
@@ -195,34 +197,31 @@ where
                 return lost(true, format!("no message from the server for {:?}", shared.timing.watchdog));
             }
             inbound = stream.next() => {
-                deadline = tokio::time::Instant::now() + shared.timing.watchdog;
-                let msg = match inbound {
-                    None => return lost(true, "the server closed the connection".into()),
-                    Some(Err(e)) => return lost(true, e.to_string()),
-                    Some(Ok(m)) => m,
-                };
-                match msg {
-                    Message::Text(t) => match dispatch(t.as_str(), shared, scheduler) {
-                        Reply::None => {}
-                        Reply::Pong => {
-                            if let Err(e) = sink.send(Message::text(frames::pong())).await {
-                                return lost(true, e.to_string());
-                            }
-                        }
-                        Reply::Bye(reason) => {
-                            let _ = sink.send(Message::Close(None)).await;
-                            if host_removed(&reason) {
-                                return Ended::HostRemoved(reason);
-                            }
-                            return lost(true, format!("the server said bye ({reason})"));
-                        }
-                    },
-                    Message::Close(frame) => {
-                        return lost(true, format!("the server closed the connection ({})", frame.map(|f| f.code.to_string()).unwrap_or_else(|| "no code".into())));
+                // Frames that are already here join one batch, so a burst of
+                // delivers costs one fdatasync.
+                let mut recorded = Recorded::default();
+                let mut inbound = inbound;
+                let ended = loop {
+                    deadline = tokio::time::Instant::now() + shared.timing.watchdog;
+                    if let Some(end) = on_inbound(inbound, &mut sink, shared, &mut recorded).await {
+                        break Some(end);
                     }
-                    // Control frames are answered by tungstenite; binary is not
-                    // part of the protocol.
-                    _ => {}
+                    if recorded.acks.is_empty() || recorded.acks.len() >= MAX_BATCH {
+                        break None;
+                    }
+                    match stream.next().now_or_never() {
+                        Some(next) => inbound = next,
+                        None => break None,
+                    }
+                };
+                if !recorded.acks.is_empty()
+                    && let Err(e) = commit(recorded, &mut sink, shared, scheduler).await
+                    && ended.is_none()
+                {
+                    return lost(true, format!("sending failed: {e}"));
+                }
+                if let Some(end) = ended {
+                    return end;
                 }
             }
             frame = shared.outbox.front() => {
@@ -286,9 +285,116 @@ enum Reply {
     Bye(String),
 }
 
+/// At most this many delivers share one sync, so a flood still gets acks
+/// out steadily.
+const MAX_BATCH: usize = 256;
+
+/// Delivers written to the journal but not yet durable: acked and run only
+/// after `commit`.
+#[derive(Default)]
+struct Recorded {
+    acks: Vec<String>,
+    wakes: Vec<PendingWake>,
+}
+
+/// Make the batch durable, send its acks, then hand its wakes to the
+/// scheduler: the acks are on the wire before a claude process is forked
+/// next to them. Frames already queued go first, in order.
+async fn commit<S>(
+    recorded: Recorded,
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    shared: &Arc<Shared>,
+    scheduler: &Arc<Scheduler>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    shared.with_ledger(|l| l.sync());
+    for ack in recorded.acks {
+        shared.outbox.push(ack);
+    }
+    let sent = send_queued(sink, &shared.outbox).await;
+    // Queued whatever happened to the socket: they are durable, so they
+    // must run (and their acks go out after the next handshake).
+    for wake in recorded.wakes {
+        let message_id = wake.message_id.clone();
+        if !scheduler.enqueue(wake) {
+            shared.outbox.push(frames::delivery_ack(
+                &message_id,
+                AckStatus::QueueFull,
+                None,
+            ));
+        }
+    }
+    sent
+}
+
+/// Send every queued frame now, with one flush.
+async fn send_queued<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    outbox: &Outbox,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(frame) = outbox.try_front() {
+        sink.feed(Message::text(frame)).await?;
+        outbox.pop();
+    }
+    sink.flush().await
+}
+
+/// Handle one inbound WebSocket message; `Some` ends the session.
+async fn on_inbound<S>(
+    inbound: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    shared: &Arc<Shared>,
+    recorded: &mut Recorded,
+) -> Option<Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let lost = |reason: String| {
+        Some(Ended::Lost {
+            handshake: true,
+            reason,
+        })
+    };
+    let msg = match inbound {
+        None => return lost("the server closed the connection".into()),
+        Some(Err(e)) => return lost(e.to_string()),
+        Some(Ok(m)) => m,
+    };
+    match msg {
+        Message::Text(t) => match dispatch(t.as_str(), shared, recorded) {
+            Reply::None => None,
+            Reply::Pong => match sink.send(Message::text(frames::pong())).await {
+                Ok(()) => None,
+                Err(e) => lost(e.to_string()),
+            },
+            Reply::Bye(reason) => {
+                let _ = sink.send(Message::Close(None)).await;
+                if host_removed(&reason) {
+                    return Some(Ended::HostRemoved(reason));
+                }
+                lost(format!("the server said bye ({reason})"))
+            }
+        },
+        Message::Close(frame) => lost(format!(
+            "the server closed the connection ({})",
+            frame
+                .map(|f| f.code.to_string())
+                .unwrap_or_else(|| "no code".into())
+        )),
+        // Control frames are answered by tungstenite; binary is not part of
+        // the protocol.
+        _ => None,
+    }
+}
+
 /// Handle one inbound text frame. Malformed frames are logged and skipped:
 /// the connection and the daemon stay up (the original crashed on them).
-fn dispatch(text: &str, shared: &Arc<Shared>, scheduler: &Arc<Scheduler>) -> Reply {
+fn dispatch(text: &str, shared: &Arc<Shared>, recorded: &mut Recorded) -> Reply {
     let frame = match frames::parse(text) {
         Ok(f) => f,
         Err(e) => {
@@ -299,24 +405,15 @@ fn dispatch(text: &str, shared: &Arc<Shared>, scheduler: &Arc<Scheduler>) -> Rep
     match frame {
         Inbound::Ping => return Reply::Pong,
         Inbound::Deliver(d) => {
-            let ack = frames::delivery_ack(&d.message_id, AckStatus::Received, Some(d.seq));
-            let outbox = shared.outbox.clone();
-            let (sched, message_id) = (scheduler.clone(), d.message_id.clone());
-            shared.with_ledger(|l| {
-                // Acked only once the decision is on disk (PROTOCOL §3.1).
-                l.record_deliver(&d, move |decision| {
-                    outbox.push(ack);
-                    if let Decision::Accept(wake) = decision
-                        && !sched.enqueue(wake)
-                    {
-                        outbox.push(frames::delivery_ack(
-                            &message_id,
-                            AckStatus::QueueFull,
-                            None,
-                        ));
-                    }
-                })
-            });
+            let decision = shared.with_ledger(|l| l.record_deliver(&d));
+            recorded.acks.push(frames::delivery_ack(
+                &d.message_id,
+                AckStatus::Received,
+                Some(d.seq),
+            ));
+            if let Decision::Accept(wake) = decision {
+                recorded.wakes.push(wake);
+            }
         }
         Inbound::ToolResult(r) => shared.tools.resolve(r),
         Inbound::Assign(a) => {

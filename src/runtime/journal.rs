@@ -1,244 +1,233 @@
-//! An append-only journal with group commit. A dedicated thread takes
-//! records, writes every record that is waiting in one `write`, makes them
-//! durable with one `fdatasync`, and only then runs the callbacks queued
-//! with them (the delivery acks). So nothing is acknowledged before it is on
-//! disk, and a burst of messages costs one sync, not one per message.
+//! The delivery journal: JSON lines, written at once and made durable in
+//! groups. `write` puts a record in the page cache (it survives a crash of
+//! this process); `sync` makes everything written so far durable with one
+//! fdatasync. The session task records every deliver that is ready, syncs
+//! once, and only then acknowledges them: a burst costs one sync, nothing is
+//! acknowledged before it is on disk, and no thread hop sits between a
+//! deliver and its ack.
+//!
+//! The file is preallocated with zeros: records overwrite zeros ahead of
+//! the end, so an fdatasync flushes the data alone instead of also
+//! committing a new file size (on ext4 about a quarter of its cost). The
+//! first NUL byte ends the records (a JSON line never contains one).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use crate::fsutil;
 
-type Callback = Box<dyn FnOnce() + Send>;
-
-enum Item {
-    /// A record (one JSON line, newline included) and/or a callback to run
-    /// once everything before it is durable. A record that is not `durable`
-    /// is written with its batch but does not by itself cost an fdatasync:
-    /// the next durable record's sync covers it.
-    Append {
-        record: Option<Vec<u8>>,
-        durable: bool,
-        callback: Option<Callback>,
-    },
-    /// Replace the journal with `records` and write `snapshot` to
-    /// `snapshot_path`, atomically, in order with the appends.
-    Compact {
-        records: Vec<u8>,
-        snapshot_path: PathBuf,
-        snapshot: Vec<u8>,
-    },
-    Stop,
-}
+/// Zeros kept ahead of the last record; the file grows by this much at a
+/// time, so one sync in this many bytes of records also commits a new size.
+const CHUNK: u64 = 1 << 20;
 
 pub struct Journal {
-    tx: mpsc::Sender<Item>,
-    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+    file: File,
+    /// Where the next record goes: the end of the records.
+    pos: u64,
+    /// The file's length; everything from `pos` to here is zeros.
+    allocated: u64,
+    /// Bytes were written since the last fdatasync.
+    unsynced: bool,
 }
 
 impl Journal {
-    pub fn open(path: &Path) -> io::Result<Self> {
-        let file = open_append(path)?;
-        let (tx, rx) = mpsc::channel();
-        let path = path.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || {
-                Writer {
-                    path,
-                    file,
-                    unsynced: false,
-                }
-                .run(rx)
-            })?;
-        Ok(Self {
-            tx,
-            thread: Some(thread),
-        })
+    /// Open (or create) the journal and return it with its records: the
+    /// complete lines before the first NUL. A torn last line (written, never
+    /// synced, so never acknowledged) is cut off so the next record does not
+    /// glue onto it.
+    pub fn open(path: &Path) -> io::Result<(Self, Vec<u8>)> {
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let bytes = std::fs::read(path)?;
+        let data_end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        let end = bytes[..data_end]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let mut journal = Self {
+            path: path.to_path_buf(),
+            file,
+            pos: end as u64,
+            allocated: bytes.len() as u64,
+            unsynced: false,
+        };
+        let zeros_after = bytes[end..].iter().all(|b| *b == 0);
+        if !zeros_after || journal.allocated - journal.pos < CHUNK / 4 {
+            // Older daemons wrote no padding, or a torn line is left: zero
+            // everything after the records and make that durable before any
+            // new record can be acknowledged.
+            journal.file.set_len(journal.pos)?;
+            journal.allocated = journal.pos;
+            journal.write_at_end(&[])?;
+            journal.file.sync_all()?;
+            journal.unsynced = false;
+        }
+        if !existed {
+            fsutil::sync_dir(fsutil::parent_dir(path))?;
+        }
+        let records = bytes[..end].to_vec();
+        Ok((journal, records))
     }
 
-    fn send(&self, record: Option<Vec<u8>>, durable: bool, callback: Option<Callback>) {
-        let _ = self.tx.send(Item::Append {
-            record,
-            durable,
-            callback,
-        });
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    pub fn append(&self, record: Vec<u8>) {
-        self.send(Some(record), true, None);
+    /// Write a record (one JSON line, newline included). Durable only after
+    /// the next `sync`.
+    pub fn write(&mut self, record: &[u8]) -> io::Result<()> {
+        self.write_at_end(record)
     }
 
-    /// Append a record whose loss in an OS crash is acceptable (it survives
-    /// a crash of this process, being in the page cache once written).
-    pub fn append_lazy(&self, record: Vec<u8>) {
-        self.send(Some(record), false, None);
+    fn write_at_end(&mut self, record: &[u8]) -> io::Result<()> {
+        let end = self.pos + record.len() as u64;
+        if end + CHUNK / 4 <= self.allocated {
+            self.file.write_all_at(record, self.pos)?;
+        } else {
+            // Grow by a chunk of zeros in the same write.
+            let mut buf = Vec::with_capacity(record.len() + CHUNK as usize);
+            buf.extend_from_slice(record);
+            buf.resize(record.len() + CHUNK as usize, 0);
+            self.file.write_all_at(&buf, self.pos)?;
+            self.allocated = self.allocated.max(self.pos + buf.len() as u64);
+        }
+        self.pos = end;
+        self.unsynced = true;
+        Ok(())
     }
 
-    /// Append a record and run `f` on the journal thread once it (and
-    /// everything before it) is durable. Keep `f` short: it delays the next
-    /// batch.
-    pub fn append_then(&self, record: Vec<u8>, f: impl FnOnce() + Send + 'static) {
-        self.send(Some(record), true, Some(Box::new(f)));
+    /// Make every record written so far durable (one fdatasync, none when
+    /// nothing was written since the last one).
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
-    /// Run `f` once every record appended so far is durable.
-    pub fn after_durable(&self, f: impl FnOnce() + Send + 'static) {
-        self.send(None, true, Some(Box::new(f)));
-    }
-
-    pub fn compact(&self, records: Vec<u8>, snapshot_path: PathBuf, snapshot: Vec<u8>) {
-        let _ = self.tx.send(Item::Compact {
-            records,
-            snapshot_path,
-            snapshot,
-        });
+    /// Replace the journal with `records` and write `snapshot` to
+    /// `snapshot_path`, both durably.
+    pub fn compact(
+        &mut self,
+        records: &[u8],
+        snapshot_path: &Path,
+        snapshot: &[u8],
+    ) -> io::Result<()> {
+        // Snapshot first: if we crash between the two, the old journal
+        // replays on top of the new snapshot, which is idempotent.
+        fsutil::write_atomic(snapshot_path, snapshot, 0o600)?;
+        let mut contents = Vec::with_capacity(records.len() + CHUNK as usize);
+        contents.extend_from_slice(records);
+        contents.resize(records.len() + CHUNK as usize, 0);
+        fsutil::write_atomic(&self.path, &contents, 0o600)?;
+        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.pos = records.len() as u64;
+        self.allocated = contents.len() as u64;
+        self.unsynced = false;
+        Ok(())
     }
 }
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        let _ = self.tx.send(Item::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-}
-
-struct Writer {
-    path: PathBuf,
-    file: File,
-    /// Bytes were written since the last fdatasync.
-    unsynced: bool,
-}
-
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Item>) {
-        let mut callbacks: Vec<Callback> = Vec::new();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            let mut durable = false;
-            let mut stop = false;
-            // Everything already waiting is one batch.
-            while let Some(item) = next.take() {
-                match item {
-                    Item::Append {
-                        record,
-                        durable: d,
-                        callback,
-                    } => {
-                        if let Some(r) = record {
-                            buf.extend_from_slice(&r);
-                        }
-                        durable |= d;
-                        callbacks.extend(callback);
-                    }
-                    Item::Compact {
-                        records,
-                        snapshot_path,
-                        snapshot,
-                    } => {
-                        self.write(&mut buf, true);
-                        match compact(&self.path, &records, &snapshot_path, &snapshot) {
-                            Ok(f) => self.file = f,
-                            Err(e) => tracing::error!(
-                                "cannot compact the delivery journal {}: {e}",
-                                self.path.display()
-                            ),
-                        }
-                    }
-                    Item::Stop => stop = true,
-                }
-                if !stop {
-                    next = rx.try_recv().ok();
-                }
-            }
-            self.write(&mut buf, durable || stop);
-            for cb in callbacks.drain(..) {
-                cb();
-            }
-            if stop {
-                break;
-            }
-        }
-    }
-
-    /// Write `buf`, then fdatasync if asked and anything is unsynced.
-    fn write(&mut self, buf: &mut Vec<u8>, sync: bool) {
-        let mut result = Ok(());
-        if !buf.is_empty() {
-            result = self.file.write_all(buf);
-            self.unsynced = true;
-            buf.clear();
-        }
-        if result.is_ok() && sync && self.unsynced {
-            result = self.file.sync_data();
-            self.unsynced = false;
-        }
-        // A failed write must not be acknowledged and there is no way to
-        // un-ack: stop the process (the service manager restarts it, and the
-        // backend redelivers whatever was not acked).
-        if let Err(e) = result {
+        // Records that needed no sync of their own (`done`) are made durable
+        // on the way out.
+        if let Err(e) = self.sync() {
             tracing::error!(
-                "cannot write the delivery journal {}: {e}; exiting so nothing is acknowledged that is not on disk",
+                "cannot sync the delivery journal {}: {e}",
                 self.path.display()
             );
-            std::process::exit(1);
         }
     }
-}
-
-fn compact(path: &Path, records: &[u8], snapshot_path: &Path, snapshot: &[u8]) -> io::Result<File> {
-    // Snapshot first: if we crash between the two, the old journal replays
-    // on top of the new snapshot, which is idempotent.
-    fsutil::write_atomic(snapshot_path, snapshot, 0o600)?;
-    fsutil::write_atomic(path, records, 0o600)?;
-    open_append(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+
+    fn records(path: &Path) -> String {
+        let (_, r) = Journal::open(path).unwrap();
+        String::from_utf8(r).unwrap()
+    }
 
     #[test]
-    fn callbacks_run_after_records_are_written_in_order() {
+    fn records_survive_reopen_and_the_file_is_preallocated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.jsonl");
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let path = dir.path().join("j");
         {
-            let j = Journal::open(&path).unwrap();
+            let (mut j, r) = Journal::open(&path).unwrap();
+            assert!(r.is_empty());
             for i in 0..100 {
-                j.append(format!("{{\"n\":{i}}}\n").into_bytes());
-                let (seen, path) = (seen.clone(), path.clone());
-                j.after_durable(move || {
-                    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-                    seen.lock().unwrap().push((i, lines));
-                });
+                j.write(format!("{{\"n\":{i}}}\n").as_bytes()).unwrap();
+            }
+            j.sync().unwrap();
+        }
+        let text = records(&path);
+        assert_eq!(text.lines().count(), 100);
+        assert_eq!(text.lines().nth(99), Some("{\"n\":99}"));
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len >= text.len() as u64 + CHUNK / 4, "zeros ahead: {len}");
+        // Reopening a clean journal writes nothing.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (mut j, _) = Journal::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        j.write(b"{\"n\":100}\n").unwrap();
+        drop(j);
+        assert_eq!(records(&path).lines().count(), 101);
+    }
+
+    #[test]
+    fn growing_past_the_preallocation_keeps_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let line = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(1000));
+        let n = 3 * CHUNK as usize / line.len();
+        {
+            let (mut j, _) = Journal::open(&path).unwrap();
+            for _ in 0..n {
+                j.write(line.as_bytes()).unwrap();
             }
         }
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 100);
-        for (k, (i, lines)) in seen.iter().enumerate() {
-            assert_eq!(*i, k, "callbacks in order");
-            assert!(
-                *lines > *i,
-                "callback {i} ran before its record was written"
-            );
+        let text = records(&path);
+        assert_eq!(text.len(), n * line.len());
+        assert!(text.lines().all(|l| l.len() == line.len() - 1));
+    }
+
+    #[test]
+    fn a_torn_tail_from_an_older_daemon_is_cut_before_new_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        // Appended without padding, the last line torn by a crash.
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":").unwrap();
+        {
+            let (mut j, r) = Journal::open(&path).unwrap();
+            assert_eq!(r, b"{\"a\":1}\n");
+            j.write(b"{\"c\":3}\n").unwrap();
+            j.sync().unwrap();
         }
+        assert_eq!(records(&path), "{\"a\":1}\n{\"c\":3}\n");
+        // A torn line inside the preallocation is cut too.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = "{\"a\":1}\n{\"c\":3}\n".len();
+        bytes[at..at + 4].copy_from_slice(b"{\"d\"");
+        std::fs::write(&path, &bytes).unwrap();
+        {
+            let (mut j, r) = Journal::open(&path).unwrap();
+            assert_eq!(r, b"{\"a\":1}\n{\"c\":3}\n");
+            j.write(b"{\"e\":5}\n").unwrap();
+        }
+        assert_eq!(records(&path), "{\"a\":1}\n{\"c\":3}\n{\"e\":5}\n");
     }
 
     #[test]
@@ -247,12 +236,12 @@ mod tests {
         let path = dir.path().join("j.jsonl");
         let snap = dir.path().join("state.json");
         {
-            let j = Journal::open(&path).unwrap();
-            j.append(b"a\n".to_vec());
-            j.compact(b"keep\n".to_vec(), snap.clone(), b"{}".to_vec());
-            j.append(b"after\n".to_vec());
+            let (mut j, _) = Journal::open(&path).unwrap();
+            j.write(b"a\n").unwrap();
+            j.compact(b"keep\n", &snap, b"{}").unwrap();
+            j.write(b"after\n").unwrap();
         }
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep\nafter\n");
+        assert_eq!(records(&path), "keep\nafter\n");
         assert_eq!(std::fs::read_to_string(&snap).unwrap(), "{}");
     }
 }

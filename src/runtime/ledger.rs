@@ -130,11 +130,13 @@ impl Ledger {
         let state_path = paths.state_file();
         let journal_path = paths.base.join("delivery.journal");
         let state = read_state(&state_path)?;
-        let mut ledger = Self {
-            journal: Journal::open(&journal_path).map_err(|source| LedgerError::Journal {
+        let (journal, text) =
+            Journal::open(&journal_path).map_err(|source| LedgerError::Journal {
                 path: journal_path.clone(),
                 source,
-            })?,
+            })?;
+        let mut ledger = Self {
+            journal,
             state_path,
             last_seq: state.last_seq,
             host_id: state.host_id,
@@ -148,22 +150,12 @@ impl Ledger {
         for id in state.processed_message_ids {
             ledger.remember(id);
         }
-        let text = match std::fs::read(&journal_path) {
-            Ok(b) => b,
-            Err(source) => {
-                return Err(LedgerError::Journal {
-                    path: journal_path,
-                    source,
-                });
-            }
-        };
         for (n, line) in text.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
             match serde_json::from_slice::<Record>(line) {
                 Ok(r) => ledger.replay(r),
-                // A torn last line was never made durable, so never acked.
                 Err(e) => tracing::warn!("{}: line {} skipped: {e}", journal_path.display(), n + 1),
             }
             ledger.since_compaction += 1;
@@ -275,15 +267,32 @@ impl Ledger {
         }
     }
 
+    /// Write a record; durable only at the next `sync`.
     fn write(&mut self, r: &Record) {
         let line = self.line(r);
-        // `done` gates no ack: losing it in an OS crash only reruns a wake.
-        if matches!(r, Record::Done { .. }) {
-            self.journal.append_lazy(line);
-        } else {
-            self.journal.append(line);
+        if let Err(e) = self.journal.write(&line) {
+            self.fatal(e);
         }
         self.wrote();
+    }
+
+    /// Make every record written so far durable. Whatever was decided is
+    /// acted on (acked, run) only after this.
+    pub fn sync(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            self.fatal(e);
+        }
+    }
+
+    /// A record that was written might not reach the disk, and an ack
+    /// cannot be taken back: stop the process (the service manager restarts
+    /// it, and the backend redelivers whatever was not acked).
+    fn fatal(&self, e: io::Error) -> ! {
+        tracing::error!(
+            "cannot write the delivery journal {}: {e}; exiting so nothing is acknowledged that is not on disk",
+            self.journal.path().display()
+        );
+        std::process::exit(1);
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -326,13 +335,14 @@ impl Ledger {
         self.write(&Record::Host {
             host_id: host_id.to_string(),
         });
+        self.sync();
         changed
     }
 
-    /// Decide about a deliver and record the decision (PROTOCOL §3.1);
-    /// `then` runs once the decision is on disk (it sends the ack), on the
-    /// journal thread.
-    pub fn record_deliver(&mut self, d: &Deliver, then: impl FnOnce(Decision) + Send + 'static) {
+    /// Decide about a deliver and write the decision (PROTOCOL §3.1). Act
+    /// on it (ack, run) only after `sync`: that covers a duplicate too,
+    /// whose original record may still be in the same unsynced batch.
+    pub fn record_deliver(&mut self, d: &Deliver) -> Decision {
         let key = d.message_key();
         let (decision, record) = if self.seen(&key) {
             (Decision::Duplicate, None)
@@ -367,17 +377,10 @@ impl Ledger {
             };
             (Decision::Accept(wake), Some(record))
         };
-        match record {
-            // One journal item: the record and its ack share one batch.
-            Some(r) => {
-                let line = self.line(&r);
-                self.journal.append_then(line, move || then(decision));
-                self.wrote();
-            }
-            // A duplicate is acked again, but never before the original's
-            // own record is durable.
-            None => self.journal.after_durable(move || then(decision)),
+        if let Some(r) = record {
+            self.write(&r);
         }
+        decision
     }
 
     /// A wake ran to completion: it must never run again.
@@ -411,8 +414,13 @@ impl Ledger {
             records.push(b'\n');
         }
         self.since_compaction = self.pending.len();
-        self.journal
-            .compact(records, self.state_path.clone(), snapshot);
+        if let Err(e) = self.journal.compact(&records, &self.state_path, &snapshot) {
+            // The old journal stays in use and still holds everything.
+            tracing::error!(
+                "cannot compact the delivery journal {}: {e}",
+                self.journal.path().display()
+            );
+        }
     }
 }
 
@@ -434,13 +442,11 @@ mod tests {
         }
     }
 
-    /// record_deliver, waiting for its decision (tests only).
+    /// record_deliver and make it durable, as the session does.
     fn decide(l: &mut Ledger, d: &Deliver) -> Decision {
-        let (tx, rx) = std::sync::mpsc::channel();
-        l.record_deliver(d, move |dec| {
-            let _ = tx.send(dec);
-        });
-        rx.recv().unwrap()
+        let decision = l.record_deliver(d);
+        l.sync();
+        decision
     }
 
     fn paths(dir: &Path) -> ProfilePaths {
@@ -516,8 +522,11 @@ mod tests {
             DEDUP_WINDOW
         );
         let journal = std::fs::read_to_string(dir.path().join("delivery.journal")).unwrap();
+        // Records end at the preallocated zeros.
+        let records = journal.split('\0').next().unwrap();
+        assert!(journal[records.len()..].bytes().all(|b| b == 0));
         assert_eq!(
-            journal.lines().count(),
+            records.lines().count(),
             1,
             "journal shrinks to the pending wake"
         );

@@ -25,11 +25,16 @@ impl Outbox {
     pub async fn front(&self) -> String {
         loop {
             let notified = self.notify.notified();
-            if let Some(f) = self.queue.lock().ok().and_then(|q| q.front().cloned()) {
+            if let Some(f) = self.try_front() {
                 return f;
             }
             notified.await;
         }
+    }
+
+    /// The oldest frame, if there is one now; it stays queued until `pop`.
+    pub fn try_front(&self) -> Option<String> {
+        self.queue.lock().ok().and_then(|q| q.front().cloned())
     }
 
     /// Drop the oldest frame after it was handed to the socket.

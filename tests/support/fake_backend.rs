@@ -396,7 +396,9 @@ async fn accept_loop(
 // ─────────────────────────────────────────────────────────── connection ──
 
 enum Cmd {
-    Send(Message, oneshot::Sender<Result<(), String>>),
+    /// Messages written back to back and flushed once (one TCP write for a
+    /// burst, so the daemon reads them together).
+    Send(Vec<Message>, oneshot::Sender<Result<(), String>>),
     Close(u16, String),
 }
 
@@ -504,6 +506,15 @@ impl Conn {
         self.send_message(Message::text(frame.to_string())).await;
     }
 
+    /// Send JSON frames back to back with a single flush.
+    pub async fn send_burst(&mut self, frames: &[Value]) {
+        let msgs = frames
+            .iter()
+            .map(|f| Message::text(f.to_string()))
+            .collect();
+        self.send_messages(msgs).await;
+    }
+
     /// Send arbitrary text (invalid JSON, a non-object, ...).
     pub async fn send_raw(&mut self, text: &str) {
         self.send_message(Message::text(text.to_string())).await;
@@ -528,8 +539,12 @@ impl Conn {
     }
 
     async fn send_message(&mut self, msg: Message) {
+        self.send_messages(vec![msg]).await;
+    }
+
+    async fn send_messages(&mut self, msgs: Vec<Message>) {
         let (tx, rx) = oneshot::channel();
-        let sent = self.cmds.send(Cmd::Send(msg, tx)).is_ok();
+        let sent = self.cmds.send(Cmd::Send(msgs, tx)).is_ok();
         let result = if sent {
             rx.await
                 .unwrap_or_else(|_| Err("connection task ended".into()))
@@ -764,8 +779,12 @@ impl ConnIo {
                     }
                 },
                 cmd = cmds.recv() => match cmd {
-                    Some(Cmd::Send(msg, done)) => {
-                        let r = ws.send(msg).await.map_err(|e| e.to_string());
+                    Some(Cmd::Send(msgs, done)) => {
+                        let mut r = Ok(());
+                        for m in msgs {
+                            r = r.and(ws.feed(m).await);
+                        }
+                        let r = r.and(ws.flush().await).map_err(|e| e.to_string());
                         let _ = done.send(r);
                     }
                     Some(Cmd::Close(code, reason)) => {
