@@ -167,6 +167,59 @@ fn agents_apply_did_not_create_are_never_pruned() {
     );
 }
 
+/// Take the apply lock the way another apply would (flock on the file).
+fn hold_apply_lock(home: &TestHome) -> fs::File {
+    let root = home.path().join(".cloudagent");
+    fs::create_dir_all(&root).unwrap();
+    let f = fs::File::create(root.join("apply.lock")).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    f
+}
+
+#[test]
+fn apply_waits_for_another_apply_and_gives_up_after_the_lock_timeout() {
+    let home = TestHome::new();
+    home.write_config(&two_agents());
+    let held = hold_apply_lock(&home);
+    let me = format!("(pid {})", std::process::id());
+
+    let out = home
+        .cmd()
+        .args(["apply", "--lock-timeout", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("another apply is running {me}"))
+            && stderr(&out).contains("--lock-timeout"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "no plan without the lock");
+    assert!(!home.path().join(".cloudagent/agents").exists());
+
+    // With time to wait, it says so, then runs once the holder is done.
+    let mut child = home
+        .std_cmd()
+        .arg("apply")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(
+        line.starts_with(&format!("Waiting for another apply {me} to finish")),
+        "{line}"
+    );
+    assert!(!home.path().join(".cloudagent/agents").exists());
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Apply complete: 3 added, 0 changed, 0 removed."));
+}
+
 fn assert_invalid(text: &str, expected: &[&str]) {
     let home = TestHome::new();
     let cfg = home.write_config(text);

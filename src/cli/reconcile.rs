@@ -1,12 +1,13 @@
 //! `plan` and `apply`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::config::{self, Desired};
 use crate::paths::Home;
-use crate::reconcile::{self, Context, Plan, apply::apply as run_apply, render};
+use crate::reconcile::{self, Context, Plan, apply::apply as run_apply, lock, render};
 use crate::service::{Platform, manager::CliManager};
 
 #[derive(Debug, Args)]
@@ -24,6 +25,10 @@ pub struct ApplyArgs {
     /// Print the plan as JSON (progress and errors still go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// How long to wait for another apply (or a daemon reconciling its
+    /// config) to finish before giving up, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = lock::DEFAULT_TIMEOUT.as_secs())]
+    pub lock_timeout: u64,
 }
 
 struct Loaded {
@@ -57,9 +62,8 @@ fn fail(msg: &str) -> u8 {
     1
 }
 
-/// Load the config, compute the plan and print it (text or JSON).
-fn load_and_show(config_flag: Option<&Path>, json: bool) -> Result<(Loaded, Plan), u8> {
-    let loaded = load(config_flag).map_err(|e| fail(&e))?;
+/// Compute the plan and print it (text or JSON).
+fn show(loaded: &Loaded, json: bool) -> Plan {
     let (_, plan) = reconcile::plan_for(&loaded.desired, &loaded.ctx);
     if json {
         print!("{}", render::json(&plan, &loaded.desired.warnings));
@@ -69,14 +73,15 @@ fn load_and_show(config_flag: Option<&Path>, json: bool) -> Result<(Loaded, Plan
             render::text(&plan, &loaded.desired.warnings, &loaded.ctx.home.home)
         );
     }
-    Ok((loaded, plan))
+    plan
 }
 
 pub fn plan(config_flag: Option<&Path>, args: &PlanArgs) -> u8 {
-    let (_, plan) = match load_and_show(config_flag, args.json) {
-        Ok(x) => x,
-        Err(code) => return code,
+    let loaded = match load(config_flag) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
     };
+    let plan = show(&loaded, args.json);
     if !plan.errors.is_empty() {
         1
     } else if args.detailed_exitcode && plan.has_changes() {
@@ -87,10 +92,23 @@ pub fn plan(config_flag: Option<&Path>, args: &PlanArgs) -> u8 {
 }
 
 pub fn apply(config_flag: Option<&Path>, args: &ApplyArgs) -> u8 {
-    let (loaded, plan) = match load_and_show(config_flag, args.json) {
-        Ok(x) => x,
-        Err(code) => return code,
+    let loaded = match load(config_flag) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
     };
+    // Held from observation to the inventory write.
+    let root = loaded.ctx.home.cloudagent_root();
+    let _lock = match lock::acquire(&root, Duration::from_secs(args.lock_timeout), |pid| {
+        let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        eprintln!(
+            "Waiting for another apply{who} to finish (it holds {})...",
+            lock::lock_path(&root).display()
+        );
+    }) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let plan = show(&loaded, args.json);
     let manager = CliManager {
         platform: loaded.ctx.platform,
     };

@@ -7,7 +7,7 @@ use clap::Args;
 use super::profile::{ProfileArg, flag};
 use crate::config;
 use crate::paths::{Home, ProfileName};
-use crate::reconcile::{self, Context, apply::apply as run_apply, render};
+use crate::reconcile::{self, Context, apply::apply as run_apply, lock as apply_lock, render};
 use crate::runtime::ledger::Ledger;
 use crate::runtime::lock::{self, LockError, PidFile};
 use crate::runtime::settings::Settings;
@@ -258,6 +258,11 @@ fn prepare(
         exe: exe.to_path_buf(),
         platform: Platform::detect()?,
     };
+    let root = home.cloudagent_root();
+    let _lock = apply_lock::acquire(&root, apply_lock::DEFAULT_TIMEOUT, |pid| {
+        let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        eprintln!("Waiting for another apply{who} to finish before applying local resources...");
+    })?;
     let plan = reconcile::plan_for_profile(desired, &ctx, &settings.profile);
     for e in &plan.errors {
         eprintln!("warning: {}: {}", e.resource, e.message);

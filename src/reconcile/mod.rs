@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod inventory;
+pub mod lock;
 pub mod model;
 pub mod observe;
 pub mod plan;

@@ -17,7 +17,7 @@ use super::settings::Settings;
 use super::shared::Shared;
 use super::wake::scheduler::Scheduler;
 use crate::config;
-use crate::reconcile::{self, Context, apply::apply as run_apply};
+use crate::reconcile::{self, Context, apply::apply as run_apply, lock};
 use crate::service::{Platform, manager::CliManager};
 
 /// Watch the config file and SIGHUP until shutdown.
@@ -141,6 +141,14 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         platform: Platform::detect().unwrap_or(Platform::Systemd),
     };
     let applied = tokio::task::spawn_blocking(move || {
+        let root = ctx.home.cloudagent_root();
+        let _lock = match lock::acquire(&root, lock::DEFAULT_TIMEOUT, |pid| {
+            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            tracing::info!("config reload: waiting for another apply{who} to finish");
+        }) {
+            Ok(l) => l,
+            Err(e) => return (Vec::new(), vec![e]),
+        };
         let plan = reconcile::plan_for_profile(&desired, &ctx, &profile);
         let report = run_apply(
             &plan,

@@ -40,7 +40,13 @@ impl TestHome {
     /// The real binary, with HOME and PATH pointing into this home and no
     /// inherited config override.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        Command::from_std(self.std_cmd())
+    }
+
+    /// The binary with this home's environment, as a std Command (to spawn
+    /// it and read its output while it runs).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(BIN);
         let path = format!(
             "{}:{}",
             self.bin_dir().display(),
