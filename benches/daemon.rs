@@ -5,6 +5,12 @@
 //! idle RSS, `--help` time, and the tool call round trip bridge → daemon →
 //! backend → daemon → bridge.
 //!
+//! This machine's floor for a durable ack is measured in the same run and
+//! printed next to it: a plain TCP round trip between two threads plus one
+//! 200-byte overwrite and fdatasync in the daemon's directory. The ratio of
+//! the daemon's p50 to that floor moves far less with the machine's load
+//! than the absolute figures.
+//!
 //! Run: `cargo bench --bench daemon`.
 
 use std::collections::HashMap;
@@ -22,6 +28,64 @@ use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudagent-daemon");
 const FAST_CLAUDE: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo '2.1.197 (Claude Code)'; exit 0; }\ngrep -q HOLD && exec sleep 3600\necho '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s\"}'\necho '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"tool_use\",\"name\":\"mcp__cloudagent__send_message\"}]}}'\necho '{\"type\":\"result\",\"is_error\":false,\"result\":\"ok\"}'\n";
+
+/// p50 of a plain TCP round trip (150 bytes each way, TCP_NODELAY) between
+/// this thread and an echo thread: wake-ups and loopback, no WebSocket.
+fn tcp_round_trip_p50(n: usize) -> f64 {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => s.write_all(&buf[..k]).unwrap(),
+            }
+        }
+    });
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    let msg = [b'x'; 150];
+    let mut buf = [0u8; 4096];
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        c.write_all(&msg).unwrap();
+        let mut got = 0;
+        while got < msg.len() {
+            got += c.read(&mut buf).unwrap();
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(c);
+    echo.join().unwrap();
+    times.sort_by(f64::total_cmp);
+    percentile(&times, 0.5)
+}
+
+/// p50 of a 200-byte overwrite of preallocated zeros plus fdatasync, in
+/// `dir` (the same filesystem as the daemon's journal).
+fn fdatasync_p50(dir: &Path, n: usize) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fdatasync-floor");
+    let f = std::fs::File::create(&path).unwrap();
+    f.write_all_at(&vec![0u8; 1 << 20], 0).unwrap();
+    f.sync_all().unwrap();
+    let rec = [b'r'; 200];
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f.write_all_at(&rec, (i * rec.len()) as u64).unwrap();
+        f.sync_data().unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = std::fs::remove_file(&path);
+    times.sort_by(f64::total_cmp);
+    percentile(&times, 0.5)
+}
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -201,6 +265,8 @@ async fn main() {
         while next(&mut frames).await.ty != "pong" {}
         ping.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
+    let floor_tcp = tcp_round_trip_p50(500);
+    let floor_sync = fdatasync_p50(home.path(), 500);
     // The ack path alone: messages for an agent whose claude is busy, so no
     // wake starts next to the measurement.
     tx.send(Message::text(deliver(
@@ -368,6 +434,12 @@ async fn main() {
     );
     println!("  new message, its wake starting   {}", p(&lat));
     println!("  new message, wake queued          {}", p(&queued));
+    let floor = floor_tcp + floor_sync;
+    println!(
+        "  floor now: TCP round trip p50 {floor_tcp:.3} + fdatasync p50 {floor_sync:.3} = {floor:.3} ms; p50 / floor: wake starting {:.2}, wake queued {:.2}",
+        percentile(&lat, 0.5) / floor,
+        percentile(&queued, 0.5) / floor
+    );
     println!("  redelivery (no new record)        {}", p(&dup));
     println!("  ping->pong (transport only)       {}", p(&ping));
     println!("wakes run             {finals} final statuses for {total} messages");

@@ -179,8 +179,12 @@ where
     });
 
     // 3. Frames both ways until something ends it. The silence deadline
-    // moves only when something arrives.
-    let mut deadline = tokio::time::Instant::now() + shared.timing.watchdog;
+    // moves only when something arrives; the timer is re-armed only when it
+    // fires early, not on every frame (registering a timer can wake the
+    // runtime's other thread).
+    let mut last_heard = tokio::time::Instant::now();
+    let watchdog = tokio::time::sleep_until(last_heard + shared.timing.watchdog);
+    tokio::pin!(watchdog);
     loop {
         tokio::select! {
             biased;
@@ -192,7 +196,12 @@ where
                 let _ = sink.send(Message::Close(None)).await;
                 return lost(true, "the configuration changed".into());
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            () = &mut watchdog => {
+                let due = last_heard + shared.timing.watchdog;
+                if tokio::time::Instant::now() < due {
+                    watchdog.as_mut().reset(due);
+                    continue;
+                }
                 let _ = sink.send(Message::Close(None)).await;
                 return lost(true, format!("no message from the server for {:?}", shared.timing.watchdog));
             }
@@ -202,7 +211,7 @@ where
                 let mut recorded = Recorded::default();
                 let mut inbound = inbound;
                 let ended = loop {
-                    deadline = tokio::time::Instant::now() + shared.timing.watchdog;
+                    last_heard = tokio::time::Instant::now();
                     if let Some(end) = on_inbound(inbound, &mut sink, shared, &mut recorded).await {
                         break Some(end);
                     }
