@@ -6,7 +6,7 @@
 //! backend → daemon → bridge.
 //!
 //! This machine's floor for a durable ack is measured in the same run and
-//! printed next to it: a plain TCP round trip between two threads plus one
+//! printed next to it: a plain TCP round trip between two processes plus one
 //! 200-byte overwrite and fdatasync in the daemon's directory. The ratio of
 //! the daemon's p50 to that floor moves far less with the machine's load
 //! than the absolute figures.
@@ -29,24 +29,44 @@ use tokio_tungstenite::tungstenite::Message;
 const BIN: &str = env!("CARGO_BIN_EXE_cloudagent-daemon");
 const FAST_CLAUDE: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo '2.1.197 (Claude Code)'; exit 0; }\ngrep -q HOLD && exec sleep 3600\necho '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s\"}'\necho '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"tool_use\",\"name\":\"mcp__cloudagent__send_message\"}]}}'\necho '{\"type\":\"result\",\"is_error\":false,\"result\":\"ok\"}'\n";
 
-/// p50 of a plain TCP round trip (150 bytes each way, TCP_NODELAY) between
-/// this thread and an echo thread: wake-ups and loopback, no WebSocket.
-fn tcp_round_trip_p50(n: usize) -> f64 {
+/// Set in the child that `tcp_round_trip_p50` starts to echo.
+const ECHO_ENV: &str = "CLOUDAGENT_BENCH_ECHO";
+
+/// The echo child: accept one connection on 127.0.0.1:0 (port on stdout),
+/// echo until EOF.
+fn echo_server() {
     use std::io::Read;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let echo = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(k) => s.write_all(&buf[..k]).unwrap(),
-            }
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => s.write_all(&buf[..k]).unwrap(),
         }
-    });
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    }
+}
+
+/// p50 of a plain TCP round trip (150 bytes each way, TCP_NODELAY) with an
+/// echo in another process, as the backend and the daemon are: wake-ups,
+/// context switches and loopback, no WebSocket, no JSON.
+fn tcp_round_trip_p50(n: usize) -> f64 {
+    use std::io::Read;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ECHO_ENV, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let child = Killed(child);
+    let mut c =
+        std::net::TcpStream::connect(("127.0.0.1", port.trim().parse::<u16>().unwrap())).unwrap();
     c.set_nodelay(true).unwrap();
     let msg = [b'x'; 150];
     let mut buf = [0u8; 4096];
@@ -61,7 +81,7 @@ fn tcp_round_trip_p50(n: usize) -> f64 {
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     drop(c);
-    echo.join().unwrap();
+    drop(child);
     times.sort_by(f64::total_cmp);
     percentile(&times, 0.5)
 }
@@ -195,8 +215,18 @@ fn write_config(home: &Path, url: &str, agents: usize) {
     std::fs::write(home.join("cloudagent.toml"), cfg).unwrap();
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    if std::env::var_os(ECHO_ENV).is_some() {
+        return echo_server();
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let home = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -99,7 +99,7 @@ pub fn apply(config_flag: Option<&Path>, args: &ApplyArgs) -> u8 {
     // Held from observation to the inventory write.
     let root = loaded.ctx.home.cloudagent_root();
     let _lock = match lock::acquire(&root, Duration::from_secs(args.lock_timeout), |pid| {
-        let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        let who = lock::holder_note(pid);
         eprintln!(
             "Waiting for another apply{who} to finish (it holds {})...",
             lock::lock_path(&root).display()

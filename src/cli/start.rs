@@ -260,7 +260,7 @@ fn prepare(
     };
     let root = home.cloudagent_root();
     let _lock = apply_lock::acquire(&root, apply_lock::DEFAULT_TIMEOUT, |pid| {
-        let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        let who = apply_lock::holder_note(pid);
         eprintln!("Waiting for another apply{who} to finish before applying local resources...");
     })?;
     let plan = reconcile::plan_for_profile(desired, &ctx, &settings.profile);

@@ -52,7 +52,7 @@ pub fn acquire(
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let holder = holder(&file);
                 if start.elapsed() >= timeout {
-                    let who = holder.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    let who = holder_note(holder);
                     return Err(format!(
                         "another apply is running{who} and still holds {} after {}s; wait for it to finish, or raise --lock-timeout",
                         path.display(),
@@ -68,6 +68,11 @@ pub fn acquire(
         }
     }
     Ok(ApplyLock { _file: file })
+}
+
+/// " (pid N)" when the holder is known, for messages.
+pub fn holder_note(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }
 
 /// The PID holding the flock on `file`, from /proc/locks (Linux). The file

@@ -143,7 +143,7 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
     let applied = tokio::task::spawn_blocking(move || {
         let root = ctx.home.cloudagent_root();
         let _lock = match lock::acquire(&root, lock::DEFAULT_TIMEOUT, |pid| {
-            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            let who = lock::holder_note(pid);
             tracing::info!("config reload: waiting for another apply{who} to finish");
         }) {
             Ok(l) => l,
