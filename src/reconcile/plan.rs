@@ -2,7 +2,8 @@
 //! change, renders file diffs, and says how each change moves the
 //! inventory, so apply only executes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -257,8 +258,17 @@ fn plan_profile(
         for agent in inv.agents.iter().filter(|a| !pt.agents.contains_key(*a)) {
             archive_agent(plan, observed, &pt.name, &pt.paths, agent, base);
         }
-        let declared_files: Vec<&PathBuf> = pt.agents.values().map(|a| &a.cwd_override).collect();
-        for f in inv.files.iter().filter(|f| !declared_files.contains(f)) {
+        // A set, by bytes: a list made this quadratic in the agents.
+        let declared_files: HashSet<&OsStr> = pt
+            .agents
+            .values()
+            .map(|a| a.cwd_override.as_os_str())
+            .collect();
+        for f in inv
+            .files
+            .iter()
+            .filter(|f| !declared_files.contains(f.as_os_str()))
+        {
             prune_file(plan, observed, &pt.name, &pt.paths, inv, f, base);
         }
     }

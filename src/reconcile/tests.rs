@@ -51,11 +51,12 @@ fn converged(t: &Target) -> Observed {
             .iter()
             .chain(pt.agents.values().flat_map(|a| a.entries.iter()))
         {
-            obs.paths.insert(e.path.clone(), seen_as_wanted(&e.want));
+            obs.paths
+                .insert(e.path.clone().into(), seen_as_wanted(&e.want));
         }
         if let ServiceWant::Unit(u) = &pt.service {
             obs.paths.insert(
-                u.path.clone(),
+                u.path.clone().into(),
                 Seen::File {
                     mode: u.mode,
                     content: Some(u.content.clone().into_bytes()),
@@ -174,7 +175,7 @@ fn mode_drift_is_a_chmod_not_a_rewrite() {
     let t = target(BASE);
     let mut obs = converged(&t);
     let identity = Path::new("/home/u/.cloudagent/agents/agent_a/.meta/identity.json");
-    if let Some(Seen::File { mode, .. }) = obs.paths.get_mut(identity) {
+    if let Some(Seen::File { mode, .. }) = obs.paths.get_mut(identity.as_os_str()) {
         *mode = 0o644;
     }
     let p = plan(&t, &obs);
@@ -194,7 +195,7 @@ fn memory_md_is_never_rewritten() {
     let t = target(BASE);
     let mut obs = converged(&t);
     obs.paths.insert(
-        PathBuf::from("/home/u/.cloudagent/agents/agent_a/MEMORY.md"),
+        "/home/u/.cloudagent/agents/agent_a/MEMORY.md".into(),
         Seen::File {
             mode: 0o600,
             content: None,
@@ -244,7 +245,7 @@ fn recorded_agent_whose_workspace_is_gone_is_forgotten() {
     let old = target(&with_b);
     let mut obs = converged(&old);
     obs.paths
-        .remove(Path::new("/home/u/.cloudagent/agents/agent_b"));
+        .remove(std::ffi::OsStr::new("/home/u/.cloudagent/agents/agent_b"));
     let t = target(BASE);
     let p = plan(&t, &obs);
     assert!(p.changes.is_empty());
@@ -262,7 +263,7 @@ fn wrong_file_type_is_an_error_not_a_change() {
     let t = target(BASE);
     let mut obs = converged(&t);
     obs.paths.insert(
-        PathBuf::from("/home/u/.cloudagent/agents/agent_a/notes"),
+        "/home/u/.cloudagent/agents/agent_a/notes".into(),
         Seen::File {
             mode: 0o644,
             content: None,
@@ -309,7 +310,7 @@ fn symlinked_unit_is_managed_elsewhere() {
     let t = target(&format!("{BASE}{SERVICE}"));
     let mut obs = converged(&target(BASE));
     obs.paths.insert(
-        PathBuf::from("/home/u/.config/systemd/user/cloudagent-daemon.service"),
+        "/home/u/.config/systemd/user/cloudagent-daemon.service".into(),
         Seen::Symlink {
             target: PathBuf::from("/nix/store/abc-unit"),
             to_dir: false,
@@ -327,7 +328,7 @@ fn foreign_unit_file_is_left_alone_but_identical_one_is_adopted() {
     let unit_path = PathBuf::from("/home/u/.config/systemd/user/cloudagent-daemon.service");
     let mut obs = converged(&target(BASE));
     obs.paths.insert(
-        unit_path.clone(),
+        unit_path.clone().into(),
         Seen::File {
             mode: 0o644,
             content: Some(b"[Unit]\n".to_vec()),
@@ -345,7 +346,7 @@ fn foreign_unit_file_is_left_alone_but_identical_one_is_adopted() {
         panic!()
     };
     obs.paths.insert(
-        unit_path,
+        unit_path.into(),
         Seen::File {
             mode: u.mode,
             content: Some(u.content.clone().into_bytes()),
