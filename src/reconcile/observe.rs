@@ -1,7 +1,7 @@
 //! Reading the machine: the state of every path a target or an inventory
 //! names, and the inventories themselves. The only IO of a plan.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -13,12 +13,16 @@ use super::target::{ServiceWant, Target};
 use crate::fsutil::mode_of;
 use crate::paths::{Home, ProfileName, ProfilePaths};
 
+/// Paths by their bytes.
+pub type PathMap<V> = foldhash::HashMap<OsString, V>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// Keyed by the path's bytes: std's `Path` hash and equality walk its
     /// components, which was a third of a 1,000-agent plan. Every path is
-    /// built by the same joins, so bytes identify it.
-    pub paths: HashMap<OsString, Seen>,
+    /// built by the same joins, so bytes identify it. foldhash, not SipHash:
+    /// these keys are our own paths, not hostile input.
+    pub paths: PathMap<Seen>,
     /// Every profile that has an inventory on disk, or is in the target.
     pub profiles: BTreeMap<ProfileName, ObservedProfile>,
 }
@@ -116,13 +120,14 @@ pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
 /// directory, each parent is opened once and its entries looked up relative
 /// to it, and groups are spread over a few threads: a plan of a thousand
 /// agents is mostly kernel path walks, and this cuts them to one component.
-pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> HashMap<OsString, Seen> {
+pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> PathMap<Seen> {
     // A path wanted twice is read if any asks for its content.
-    let mut unique: HashMap<OsString, bool> = HashMap::with_capacity(wanted.len());
+    let mut unique: PathMap<bool> =
+        PathMap::with_capacity_and_hasher(wanted.len(), Default::default());
     for (path, read) in wanted {
         *unique.entry(path.into_os_string()).or_default() |= read;
     }
-    let mut groups: HashMap<OsString, Vec<(PathBuf, bool)>> = HashMap::new();
+    let mut groups: PathMap<Vec<(PathBuf, bool)>> = PathMap::default();
     for (path, read) in unique {
         let path = PathBuf::from(path);
         let parent = path.parent().map(Path::as_os_str).unwrap_or_default();
@@ -153,7 +158,7 @@ pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> HashMap<OsString, S
         .unwrap_or(1)
         .clamp(1, 4);
     let chunk = groups.len().div_ceil(threads).max(1);
-    let mut paths = HashMap::new();
+    let mut paths = PathMap::with_capacity_and_hasher(total, Default::default());
     std::thread::scope(|scope| {
         let handles: Vec<_> = groups
             .chunks(chunk)

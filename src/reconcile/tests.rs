@@ -1,7 +1,6 @@
 //! Pure tests of the diff: targets built from TOML, observations built by
 //! hand, no filesystem. Snapshots cover what users read.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::inventory::{Inventory, ServiceRecord};
@@ -104,7 +103,7 @@ fn inventory_of(t: &Target, profile: &str) -> Inventory {
 fn empty(t: &Target) -> Observed {
     let home = ctx().home;
     Observed {
-        paths: HashMap::new(),
+        paths: Default::default(),
         profiles: t
             .profiles
             .keys()

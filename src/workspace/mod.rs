@@ -65,15 +65,36 @@ impl AgentLayout {
 /// contain us) and pass the profile explicitly (the original's bridge read
 /// the default profile's identity for every profile).
 pub fn mcp_config_json(bridge_exe: &Path, id: &AgentId, profile: &ProfileName) -> String {
-    let value = serde_json::json!({
-        "mcpServers": {
-            "cloudagent": {
-                "command": bridge_exe.display().to_string(),
-                "args": ["mcp-bridge", "--agent-id", id.as_str(), "--profile", profile.as_str()],
-            }
-        }
-    });
-    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
+    // Typed rather than json!: rendered for every agent on every plan.
+    #[derive(serde::Serialize)]
+    struct Config<'a> {
+        #[serde(rename = "mcpServers")]
+        mcp_servers: Servers<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Servers<'a> {
+        cloudagent: Server<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Server<'a> {
+        command: String,
+        args: [&'a str; 5],
+    }
+    let config = Config {
+        mcp_servers: Servers {
+            cloudagent: Server {
+                command: bridge_exe.display().to_string(),
+                args: [
+                    "mcp-bridge",
+                    "--agent-id",
+                    id.as_str(),
+                    "--profile",
+                    profile.as_str(),
+                ],
+            },
+        },
+    };
+    let mut s = serde_json::to_string_pretty(&config).unwrap_or_default();
     s.push('\n');
     s
 }
