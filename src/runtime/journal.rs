@@ -122,20 +122,37 @@ impl Journal {
         records: &[u8],
         snapshot_path: &Path,
         snapshot: &[u8],
-    ) -> io::Result<()> {
+    ) -> Result<(), CompactError> {
         // Snapshot first: if we crash between the two, the old journal
         // replays on top of the new snapshot, which is idempotent.
-        fsutil::write_atomic(snapshot_path, snapshot, 0o600)?;
+        fsutil::write_atomic(snapshot_path, snapshot, 0o600).map_err(CompactError::Snapshot)?;
         let mut contents = Vec::with_capacity(records.len() + CHUNK as usize);
         contents.extend_from_slice(records);
         contents.resize(records.len() + CHUNK as usize, 0);
-        fsutil::write_atomic(&self.path, &contents, 0o600)?;
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        // Past this point a failure may come after the rename (the
+        // directory fsync, the reopen): our descriptor could then point at
+        // the replaced file, and records written there would be lost.
+        fsutil::write_atomic(&self.path, &contents, 0o600).map_err(CompactError::Journal)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(CompactError::Journal)?;
         self.pos = records.len() as u64;
         self.allocated = contents.len() as u64;
         self.unsynced = false;
         Ok(())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// Nothing changed: the old journal is still in use and complete.
+    #[error("cannot write the snapshot: {0}")]
+    Snapshot(io::Error),
+    /// The journal may have been replaced under us: not safe to go on.
+    #[error("cannot replace the journal: {0}")]
+    Journal(io::Error),
 }
 
 impl Drop for Journal {
@@ -243,5 +260,24 @@ mod tests {
         }
         assert_eq!(records(&path), "keep\nafter\n");
         assert_eq!(std::fs::read_to_string(&snap).unwrap(), "{}");
+    }
+
+    #[test]
+    fn a_failed_snapshot_leaves_the_old_journal_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        // A directory where the snapshot should go: its rename fails.
+        let snap = dir.path().join("state.json");
+        std::fs::create_dir(&snap).unwrap();
+        {
+            let (mut j, _) = Journal::open(&path).unwrap();
+            j.write(b"a\n").unwrap();
+            assert!(matches!(
+                j.compact(b"keep\n", &snap, b"{}"),
+                Err(CompactError::Snapshot(_))
+            ));
+            j.write(b"b\n").unwrap();
+        }
+        assert_eq!(records(&path), "a\nb\n");
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use super::frames::{Deliver, message_key};
-use super::journal::Journal;
+use super::journal::{CompactError, Journal};
 use crate::paths::{AgentId, ProfilePaths};
 
 /// The original keeps the newest 1024 ids (PROTOCOL §3.2).
@@ -414,12 +414,14 @@ impl Ledger {
             records.push(b'\n');
         }
         self.since_compaction = self.pending.len();
-        if let Err(e) = self.journal.compact(&records, &self.state_path, &snapshot) {
+        match self.journal.compact(&records, &self.state_path, &snapshot) {
+            Ok(()) => {}
             // The old journal stays in use and still holds everything.
-            tracing::error!(
+            Err(e @ CompactError::Snapshot(_)) => tracing::error!(
                 "cannot compact the delivery journal {}: {e}",
                 self.journal.path().display()
-            );
+            ),
+            Err(CompactError::Journal(e)) => self.fatal(e),
         }
     }
 }
