@@ -7,13 +7,13 @@ use clap::Args;
 use super::profile::{ProfileArg, flag};
 use crate::config;
 use crate::paths::{Home, ProfileName};
-use crate::reconcile::{self, Context, apply::apply as run_apply, lock as apply_lock, render};
+use crate::reconcile::{self, Context, lock as apply_lock, render};
 use crate::runtime::ledger::Ledger;
 use crate::runtime::lock::{self, LockError, PidFile};
 use crate::runtime::settings::Settings;
 use crate::runtime::timing::Timing;
 use crate::runtime::{daemon, detect, transport};
-use crate::service::{Platform, manager::CliManager};
+use crate::service::Platform;
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -258,27 +258,18 @@ fn prepare(
         exe: exe.to_path_buf(),
         platform: Platform::detect()?,
     };
-    let root = home.cloudagent_root();
-    let _lock = apply_lock::acquire(&root, apply_lock::DEFAULT_TIMEOUT, |pid| {
+    let (plan, report) = reconcile::apply_profile(desired, &ctx, &settings.profile, |pid| {
         let who = apply_lock::holder_note(pid);
         eprintln!("Waiting for another apply{who} to finish before applying local resources...");
     })?;
-    let plan = reconcile::plan_for_profile(desired, &ctx, &settings.profile);
     for e in &plan.errors {
         eprintln!("warning: {}: {}", e.resource, e.message);
     }
     if plan.has_changes() {
         print!("{}", render::text(&plan, &[], &home.home));
-        let report = run_apply(
-            &plan,
-            &CliManager {
-                platform: ctx.platform,
-            },
-            chrono::Utc::now(),
-        );
-        for e in &report.errors {
-            eprintln!("warning: {e}");
-        }
+    }
+    for e in &report.errors {
+        eprintln!("warning: {e}");
     }
     Ok(())
 }

@@ -75,6 +75,25 @@ pub fn plan_for_profile(
     plan::plan(&target, &observed)
 }
 
+/// A daemon reconciling its own profile (at start, on every config
+/// reload): under the apply lock, plan it and apply the plan. `waiting` is
+/// told when another apply holds the lock. Returns the plan (for display)
+/// and what applying it did; an error only when the lock was not had.
+pub fn apply_profile(
+    desired: &Desired,
+    ctx: &Context,
+    profile: &crate::paths::ProfileName,
+    waiting: impl FnOnce(Option<u32>),
+) -> Result<(Plan, apply::Report), String> {
+    let _lock = lock::acquire(&ctx.home.cloudagent_root(), lock::DEFAULT_TIMEOUT, waiting)?;
+    let plan = plan_for_profile(desired, ctx, profile);
+    let manager = crate::service::manager::CliManager {
+        platform: ctx.platform,
+    };
+    let report = apply::apply(&plan, &manager, chrono::Utc::now());
+    Ok((plan, report))
+}
+
 /// Target, observation and plan in one call: what `plan` and `apply` run.
 pub fn plan_for(desired: &Desired, ctx: &Context) -> (Target, Plan) {
     let target = target::build(desired, ctx);

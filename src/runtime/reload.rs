@@ -17,8 +17,8 @@ use super::settings::Settings;
 use super::shared::Shared;
 use super::wake::scheduler::Scheduler;
 use crate::config;
-use crate::reconcile::{self, Context, apply::apply as run_apply, lock};
-use crate::service::{Platform, manager::CliManager};
+use crate::reconcile::{self, Context, lock};
+use crate::service::Platform;
 
 /// Watch the config file and SIGHUP until shutdown.
 pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
@@ -141,29 +141,22 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         platform: Platform::detect().unwrap_or(Platform::Systemd),
     };
     let applied = tokio::task::spawn_blocking(move || {
-        let root = ctx.home.cloudagent_root();
-        let _lock = match lock::acquire(&root, lock::DEFAULT_TIMEOUT, |pid| {
+        let waiting = |pid| {
             let who = lock::holder_note(pid);
             tracing::info!("config reload: waiting for another apply{who} to finish");
-        }) {
-            Ok(l) => l,
-            Err(e) => return (Vec::new(), vec![e]),
         };
-        let plan = reconcile::plan_for_profile(&desired, &ctx, &profile);
-        let report = run_apply(
-            &plan,
-            &CliManager {
-                platform: ctx.platform,
-            },
-            chrono::Utc::now(),
-        );
-        let errors: Vec<String> = plan
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.resource, e.message))
-            .chain(report.errors)
-            .collect();
-        (report.done, errors)
+        match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
+            Ok((plan, report)) => {
+                let errors: Vec<String> = plan
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.resource, e.message))
+                    .chain(report.errors)
+                    .collect();
+                (report.done, errors)
+            }
+            Err(e) => (Vec::new(), vec![e]),
+        }
     })
     .await;
     match applied {
