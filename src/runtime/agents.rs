@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::frames::Assign;
 use super::settings::Settings;
+use crate::config::Agent;
 use crate::fsutil;
 use crate::paths::AgentId;
 use crate::reconcile::{self, target::agent_entries};
@@ -67,9 +68,9 @@ fn read_identity(layout: &AgentLayout, id: &AgentId) -> Identity {
 /// Materialise a workspace for `assign`.
 pub fn on_assign(settings: &Settings, a: &Assign) -> Result<(), String> {
     record_assigned(settings, &a.agent_id, true);
-    if settings.agents.contains_key(&a.agent_id) {
+    if let Some(agent) = settings.agents.get(&a.agent_id) {
         // Declared in the config file: apply owns its workspace.
-        return ensure_declared(settings, &a.agent_id).map(|_| ());
+        return ensure_declared(settings, agent).map(|_| ());
     }
     let identity = Identity {
         agent_id: a.agent_id.to_string(),
@@ -99,8 +100,8 @@ pub fn ensure_for_wake(
     payload: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(Identity, PathBuf), String> {
     let layout = AgentLayout::new(&settings.paths, id);
-    if settings.agents.contains_key(id) {
-        return ensure_declared(settings, id);
+    if let Some(agent) = settings.agents.get(id) {
+        return ensure_declared(settings, agent);
     }
     if layout.dir.is_dir() && layout.identity().is_file() {
         // Existing workspace: only its cwd has to exist.
@@ -130,12 +131,15 @@ pub fn ensure_for_wake(
 
 /// Bring a declared agent's workspace in line; its identity comes from the
 /// config file.
-fn ensure_declared(settings: &Settings, id: &AgentId) -> Result<(Identity, PathBuf), String> {
-    let Some(agent) = settings.agents.get(id) else {
-        return Err(format!("{id} is not declared"));
-    };
+fn ensure_declared(settings: &Settings, agent: &Agent) -> Result<(Identity, PathBuf), String> {
     let identity = Identity::from_agent(agent);
-    let cwd = ensure(settings, id, &identity, agent.workdir.as_deref(), false)?;
+    let cwd = ensure(
+        settings,
+        &agent.id,
+        &identity,
+        agent.workdir.as_deref(),
+        false,
+    )?;
     Ok((identity, cwd))
 }
 

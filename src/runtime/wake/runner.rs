@@ -1,7 +1,7 @@
 //! One wake (PROTOCOL §4): run claude for one accepted message, report
 //! progress to the backend, and record the outcome.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -95,11 +95,9 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         )
     });
 
-    let stdin_text = format!("{}\n", prompt::wake_prompt(&wake.payload));
-    // What every attempt needs: whether the agent is a chief, its system
-    // prompt, and where claude runs.
-    let prepared = prepared.map(|(identity, cwd)| {
-        let system_prompt = prompt::system_prompt(
+    let prepared = prepared.map(|(identity, cwd)| Prepared {
+        chief: identity.is_chief,
+        system_prompt: prompt::system_prompt(
             id.as_str(),
             identity.is_chief,
             s.agents
@@ -108,8 +106,9 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             wake.payload
                 .get("append_system_prompt")
                 .and_then(Value::as_str),
-        );
-        (identity.is_chief, system_prompt, cwd)
+        ),
+        cwd,
+        stdin_text: format!("{}\n", prompt::wake_prompt(&wake.payload)),
     });
 
     let mut attempt = match &prepared {
@@ -118,23 +117,10 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             spawn_error: Some(format!("cannot prepare the workspace of {id}: {e}")),
             ..Attempt::default()
         },
-        Ok((chief, system_prompt, cwd)) => {
-            run_attempt(
-                shared,
-                &s,
-                &wake,
-                &layout,
-                cwd,
-                stored.as_deref(),
-                *chief,
-                system_prompt,
-                &stdin_text,
-            )
-            .await
-        }
+        Ok(p) => run_attempt(shared, &s, &wake, &layout, p, stored.as_deref()).await,
     };
     let mut session_id = stored.clone();
-    if let Ok((chief, system_prompt, cwd)) = &prepared
+    if let Ok(p) = &prepared
         && !attempt.interrupted
         && attempt.exit_code != 0
         && stored.is_some()
@@ -146,18 +132,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         );
         session_id = None;
         write_last_spawn(&layout, |v| v["session_id"] = Value::Null);
-        attempt = run_attempt(
-            shared,
-            &s,
-            &wake,
-            &layout,
-            cwd,
-            None,
-            *chief,
-            system_prompt,
-            &stdin_text,
-        )
-        .await;
+        attempt = run_attempt(shared, &s, &wake, &layout, p, None).await;
     }
     set_current_session(&layout, None);
     shared.with_live(|l| l.running.remove(id.as_str()));
@@ -240,24 +215,32 @@ async fn fallback_reply(shared: &Arc<Shared>, agent_id: &str, session: &str, tex
 }
 
 #[allow(clippy::too_many_arguments)]
+/// What every attempt of a wake needs, worked out once.
+struct Prepared {
+    chief: bool,
+    system_prompt: String,
+    /// Where claude runs.
+    cwd: PathBuf,
+    /// The wake prompt, written to claude's stdin.
+    stdin_text: String,
+}
+
 async fn run_attempt(
     shared: &Arc<Shared>,
     s: &Settings,
     wake: &PendingWake,
     layout: &AgentLayout,
-    cwd: &Path,
+    prepared: &Prepared,
     resume: Option<&str>,
-    chief: bool,
-    system_prompt: &str,
-    stdin_text: &str,
 ) -> Attempt {
     let id = wake.agent_id.as_str();
+    let cwd = prepared.cwd.as_path();
     let mcp_config = layout.mcp_config();
     let args = command::args(&Spec {
         resume,
         mcp_config: &mcp_config,
-        chief,
-        system_prompt,
+        chief: prepared.chief,
+        system_prompt: &prepared.system_prompt,
         permission_mode: s.permission_mode,
     });
     let scrub: Vec<String> = s.api_key_env.iter().cloned().collect();
@@ -321,7 +304,7 @@ async fn run_attempt(
     // The prompt goes on stdin, which is then closed: an open silent pipe
     // stalls claude.
     if let Some(mut stdin) = child.stdin.take()
-        && let Err(e) = stdin.write_all(stdin_text.as_bytes()).await
+        && let Err(e) = stdin.write_all(prepared.stdin_text.as_bytes()).await
     {
         tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
     }
