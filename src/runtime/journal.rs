@@ -12,7 +12,7 @@
 //! first NUL byte ends the records (a JSON line never contains one).
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -40,14 +40,15 @@ impl Journal {
     /// glue onto it.
     pub fn open(path: &Path) -> io::Result<(Self, Vec<u8>)> {
         let existed = path.exists();
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        let bytes = std::fs::read(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
         let data_end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
         let end = bytes[..data_end]
             .iter()
@@ -67,7 +68,8 @@ impl Journal {
             // new record can be acknowledged.
             journal.file.set_len(journal.pos)?;
             journal.allocated = journal.pos;
-            journal.write_at_end(&[])?;
+            // An empty record at the end grows the file by a chunk of zeros.
+            journal.write(&[])?;
             journal.file.sync_all()?;
             journal.unsynced = false;
         }
@@ -85,10 +87,6 @@ impl Journal {
     /// Write a record (one JSON line, newline included). Durable only after
     /// the next `sync`.
     pub fn write(&mut self, record: &[u8]) -> io::Result<()> {
-        self.write_at_end(record)
-    }
-
-    fn write_at_end(&mut self, record: &[u8]) -> io::Result<()> {
         let end = self.pos + record.len() as u64;
         if end + CHUNK / 4 <= self.allocated {
             self.file.write_all_at(record, self.pos)?;
