@@ -78,6 +78,48 @@ fn idle_status(f: &Value) -> bool {
     frame_type(f) == "agent_status" && f["payload"]["status"] != "running"
 }
 
+/// Wait until `n` wakes have reported their final status.
+async fn wait_for_finals(backend: &FakeBackend, n: usize) {
+    backend
+        .wait_for_frames(T, &format!("{n} final statuses"), |f| {
+            f.iter().filter(|(_, f)| idle_status(f)).count() == n
+        })
+        .await;
+}
+
+/// Every delivery ack so far as "message_id:status", in order.
+fn acks(backend: &FakeBackend) -> Vec<String> {
+    backend
+        .frames_of_type("delivery_ack")
+        .iter()
+        .map(|a| {
+            let id = &a["payload"]["message_id"];
+            let id = id.as_str().map(String::from).unwrap_or(id.to_string());
+            format!("{id}:{}", a["payload"]["status"].as_str().unwrap_or("?"))
+        })
+        .collect()
+}
+
+/// The message ids acked `received`, in order.
+fn received(backend: &FakeBackend) -> Vec<String> {
+    acks(backend)
+        .iter()
+        .filter_map(|a| a.strip_suffix(":received").map(String::from))
+        .collect()
+}
+
+/// The message id of every claude run, from its wake prompt, in run order.
+fn runs(claude: &FakeClaude) -> Vec<String> {
+    claude
+        .calls()
+        .iter()
+        .map(|c| {
+            let at = c.stdin.find("message_id: ").expect("message id in prompt") + 12;
+            c.stdin[at..].split_whitespace().next().unwrap().to_string()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn handshake_sends_bearer_ready_and_resume() {
     let s = setup(&["agent_a"], "").await;
@@ -181,8 +223,7 @@ async fn deliver_acks_runs_claude_and_reports_statuses_in_order() {
     );
     assert!(!call.env.contains_key("CLAUDECODE"));
 
-    let last: Value =
-        serde_json::from_slice(&std::fs::read(meta.join("last-spawn.json")).unwrap()).unwrap();
+    let last = s.home.last_spawn("agent_a");
     assert_eq!(last["session_id"], "sid-1");
     assert_eq!(last["exit_code"], 0);
     assert!(!meta.join("current-session.txt").exists());
@@ -199,11 +240,7 @@ async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
     let mut w1 = deliver(2, "agent_a", "m2", "y");
     w1["payload"]["wake_id"] = json!("wk_1");
     conn.send(w1).await;
-    s.backend
-        .wait_for_frames(T, "two idle statuses", |f| {
-            f.iter().filter(|(_, f)| idle_status(f)).count() == 2
-        })
-        .await;
+    wait_for_finals(&s.backend, 2).await;
     let mut w2 = deliver(3, "agent_a", "m3", "z");
     w2["payload"]["wake_id"] = json!("wk_1");
     conn.send(w2).await;
@@ -215,20 +252,8 @@ async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
     // Give a wrongly started wake the chance to show up: ping round trip.
     conn.send(frame("ping", json!({}))).await;
     conn.recv_type("pong", T).await;
-    let acks: Vec<String> = s
-        .backend
-        .frames_of_type("delivery_ack")
-        .iter()
-        .map(|a| {
-            format!(
-                "{}:{}",
-                a["payload"]["message_id"].as_str().unwrap(),
-                a["payload"]["status"].as_str().unwrap()
-            )
-        })
-        .collect();
     assert_eq!(
-        acks,
+        acks(&s.backend),
         [
             "m1:received",
             "m1:started",
@@ -260,31 +285,16 @@ async fn a_burst_with_duplicates_is_acked_in_order_and_each_message_runs_once() 
         burst.push(d);
     }
     conn.send_burst(&burst).await;
-    s.backend
-        .wait_for_frames(T, "20 final statuses", |f| {
-            f.iter().filter(|(_, f)| idle_status(f)).count() == 20
-        })
-        .await;
-    let received: Vec<String> = s
-        .backend
-        .frames_of_type("delivery_ack")
-        .iter()
-        .filter(|a| a["payload"]["status"] == "received")
-        .map(|a| a["payload"]["message_id"].as_str().unwrap().to_string())
-        .collect();
+    wait_for_finals(&s.backend, 20).await;
     let expected: Vec<String> = (0..20)
         .flat_map(|i| [format!("m{i}"), format!("m{i}")])
         .collect();
-    assert_eq!(received, expected, "one ack per deliver, in arrival order");
-    let mut ran: Vec<String> = s
-        .claude
-        .calls()
-        .iter()
-        .map(|c| {
-            let at = c.stdin.find("message_id: ").expect("message id in prompt") + 12;
-            c.stdin[at..].split_whitespace().next().unwrap().to_string()
-        })
-        .collect();
+    assert_eq!(
+        received(&s.backend),
+        expected,
+        "one ack per deliver, in arrival order"
+    );
+    let mut ran = runs(&s.claude);
     ran.sort();
     let mut once: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     once.sort();
@@ -409,13 +419,8 @@ async fn malformed_frames_are_skipped_and_the_connection_stays_up() {
     );
     assert_eq!(s.claude.calls().len(), 1);
     assert!(!s.home.path().join(".cloudagent/etc").exists());
-    let acked: Vec<Value> = s
-        .backend
-        .frames_of_type("delivery_ack")
-        .iter()
-        .map(|a| a["payload"]["message_id"].clone())
-        .collect();
-    assert!(acked.iter().all(|m| m == "good"), "{acked:?}");
+    let acked = acks(&s.backend);
+    assert!(acked.iter().all(|a| a.starts_with("good:")), "{acked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -456,28 +461,16 @@ async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once() {
                 == 2
         })
         .await;
-    let stdins: Vec<String> = s.claude.calls().iter().map(|c| c.stdin.clone()).collect();
-    let m1 = stdins
-        .iter()
-        .filter(|i| i.contains("message_id: m1"))
-        .count();
-    let m2 = stdins
-        .iter()
-        .filter(|i| i.contains("message_id: m2"))
-        .count();
+    let ran = runs(&s.claude);
+    let m1 = ran.iter().filter(|m| *m == "m1").count();
+    let m2 = ran.iter().filter(|m| *m == "m2").count();
     assert_eq!(
         (m1, m2),
         (2, 1),
-        "m1 interrupted then replayed once; m2 run exactly once: {stdins:?}"
+        "m1 interrupted then replayed once; m2 run exactly once: {ran:?}"
     );
     // No second `received` ack: the replay is not a new delivery.
-    let received = s
-        .backend
-        .frames_of_type("delivery_ack")
-        .iter()
-        .filter(|a| a["payload"]["status"] == "received")
-        .count();
-    assert_eq!(received, 2);
+    assert_eq!(received(&s.backend).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -524,11 +517,7 @@ async fn stale_session_is_retried_without_resume() {
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     s.backend.wait_for_frame(T, idle_status).await;
     conn.send(deliver(2, "agent_a", "m2", "y")).await;
-    s.backend
-        .wait_for_frames(T, "second idle", |f| {
-            f.iter().filter(|(_, f)| idle_status(f)).count() == 2
-        })
-        .await;
+    wait_for_finals(&s.backend, 2).await;
     let calls = s.claude.calls();
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[1].arg_after("--resume"), Some("sid-old"));
@@ -541,12 +530,9 @@ async fn stale_session_is_retried_without_resume() {
         .map(|f| f["payload"]["claude_session_id"].clone())
         .collect();
     assert_eq!(starts, [json!("sid-old"), json!("sid-new")]);
-    let m2: Vec<String> = s
-        .backend
-        .frames_of_type("delivery_ack")
+    let m2: Vec<String> = acks(&s.backend)
         .iter()
-        .filter(|a| a["payload"]["message_id"] == "m2")
-        .map(|a| a["payload"]["status"].as_str().unwrap().to_string())
+        .filter_map(|a| a.strip_prefix("m2:").map(String::from))
         .collect();
     assert_eq!(
         m2,
@@ -574,15 +560,7 @@ async fn claude_crash_is_reported_as_crashed() {
         st["payload"],
         json!({"agent_id": "agent_a", "status": "crashed", "exit_code": 3})
     );
-    let last: Value = serde_json::from_slice(
-        &std::fs::read(
-            s.home
-                .path()
-                .join(".cloudagent/agents/agent_a/.meta/last-spawn.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let last = s.home.last_spawn("agent_a");
     assert!(last["stderr_tail"].as_str().unwrap().contains("boom"));
 }
 
@@ -766,11 +744,7 @@ async fn assign_materialises_a_workspace_for_a_server_agent() {
     assert!(assigned.contains("agent_srv"));
     // A deliver for an agent nobody assigned gets a default workspace.
     conn.send(deliver(2, "agent_lazy", "m2", "y")).await;
-    s.backend
-        .wait_for_frames(T, "second idle", |f| {
-            f.iter().filter(|(_, f)| idle_status(f)).count() == 2
-        })
-        .await;
+    wait_for_finals(&s.backend, 2).await;
     assert!(
         s.home
             .path()
@@ -827,13 +801,11 @@ async fn a_full_agent_queue_signals_queue_full_but_keeps_the_message() {
         full["payload"].to_string(),
         r#"{"message_id":"m101","status":"queue_full"}"#
     );
-    let received = s
-        .backend
-        .frames_of_type("delivery_ack")
-        .iter()
-        .filter(|a| a["payload"]["status"] == "received")
-        .count();
-    assert_eq!(received, 102, "every message was accepted first");
+    assert_eq!(
+        received(&s.backend).len(),
+        102,
+        "every message was accepted first"
+    );
     // It is still run: status shows it queued, not dropped.
     let out = s.home.cmd().args(["status", "--json"]).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

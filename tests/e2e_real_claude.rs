@@ -228,15 +228,7 @@ async fn a_stale_session_is_retried_without_resume_and_still_replies() {
         .map(|_| &Value::Null)
         .collect();
     assert_eq!(started.len(), 2, "one `started` per attempt");
-    let last: Value = serde_json::from_slice(
-        &std::fs::read(
-            e.home
-                .path()
-                .join(".cloudagent/agents/agent_a/.meta/last-spawn.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let last = e.home.last_spawn("agent_a");
     assert_eq!(
         last["session_id"],
         starts[1]["payload"]["claude_session_id"]

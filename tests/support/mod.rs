@@ -61,6 +61,17 @@ impl TestHome {
     }
 
     /// Write the config at the default location and return its path.
+    /// An agent's `.meta/last-spawn.json` (default profile), parsed.
+    pub fn last_spawn(&self, agent: &str) -> serde_json::Value {
+        let path = self
+            .path()
+            .join(".cloudagent/agents")
+            .join(agent)
+            .join(".meta/last-spawn.json");
+        let text = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_slice(&text).unwrap()
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.path().join(".config/cloudagent/cloudagent.toml");
         fs::write(&p, text).unwrap();
