@@ -48,7 +48,14 @@ pub enum Ended {
 }
 
 /// Keep the daemon connected until shutdown or a terminal error.
-pub async fn run(shared: Arc<Shared>, scheduler: Arc<Scheduler>) -> Result<(), Fatal> {
+/// `runtimes`: what `start` just detected (and printed), for the first
+/// handshake; later handshakes detect again.
+pub async fn run(
+    shared: Arc<Shared>,
+    scheduler: Arc<Scheduler>,
+    runtimes: Vec<detect::Runtime>,
+) -> Result<(), Fatal> {
+    let mut startup = Some(runtimes);
     let mut backoff = Backoff::new(shared.timing.backoff_base, shared.timing.backoff_max);
     loop {
         if shared.cancel.is_cancelled() {
@@ -70,7 +77,7 @@ pub async fn run(shared: Arc<Shared>, scheduler: Arc<Scheduler>) -> Result<(), F
                 return Err(Fatal::Auth(e));
             }
             Err(e) => e.to_string(),
-            Ok(ws) => match session(ws, &shared, &scheduler).await {
+            Ok(ws) => match session(ws, &shared, &scheduler, &mut startup).await {
                 Ended::Shutdown => return Ok(()),
                 Ended::HostRemoved(reason) => return Err(Fatal::HostRemoved(reason)),
                 Ended::Lost { handshake, reason } => {
@@ -105,11 +112,13 @@ fn host_removed(reason: &str) -> bool {
         .any(|k| r.contains(k))
 }
 
-/// One connection, from `hello` to its end.
+/// One connection, from `hello` to its end. `startup` runtimes, if still
+/// there, are used (once) instead of detecting them again.
 pub async fn session<S>(
     ws: WebSocketStream<S>,
     shared: &Arc<Shared>,
     scheduler: &Arc<Scheduler>,
+    startup: &mut Option<Vec<detect::Runtime>>,
 ) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -150,12 +159,7 @@ where
     // 2. ready (runtimes re-detected on every connect, except the first:
     // `start` has just done it), then resume.
     let settings = shared.settings();
-    let startup = shared
-        .startup_runtimes
-        .lock()
-        .ok()
-        .and_then(|mut r| r.take());
-    let runtimes = match startup {
+    let runtimes = match startup.take() {
         Some(r) => r,
         None => detect::detect(&settings.home.home, std::env::var_os("PATH")).await,
     };
@@ -520,7 +524,7 @@ mod tests {
         let (shared, scheduler) = daemon(dir.path());
         let (client, mut server) = pair().await;
         let s = shared.clone();
-        let task = tokio::spawn(async move { session(client, &s, &scheduler).await });
+        let task = tokio::spawn(async move { session(client, &s, &scheduler, &mut None).await });
         handshake(&mut server).await;
         // A server that pings every 30 s keeps the session for minutes.
         for _ in 0..4 {
@@ -553,7 +557,7 @@ mod tests {
         let (shared, scheduler) = daemon(dir.path());
         let (client, _server) = pair().await;
         let started = tokio::time::Instant::now();
-        let ended = session(client, &shared, &scheduler).await;
+        let ended = session(client, &shared, &scheduler, &mut None).await;
         assert_eq!(
             ended,
             Ended::Lost {

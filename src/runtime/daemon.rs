@@ -39,9 +39,6 @@ pub async fn run(
     let socket = settings.socket.clone();
     let max = settings.max_concurrent_wakes;
     let shared = Shared::new(settings, timing, ledger);
-    if let Ok(mut r) = shared.startup_runtimes.lock() {
-        *r = Some(runtimes);
-    }
     let scheduler = Scheduler::new(shared.clone(), max, tokio::runtime::Handle::current());
     if !pending.is_empty() {
         tracing::info!(
@@ -80,7 +77,7 @@ pub async fn run(
     });
 
     let watcher = tokio::spawn(super::reload::watch(shared.clone(), scheduler.clone()));
-    let result = connection::run(shared.clone(), scheduler.clone()).await;
+    let result = connection::run(shared.clone(), scheduler.clone(), runtimes).await;
     shared.cancel.cancel();
     scheduler.wait().await;
     let _ = ipc_task.await;

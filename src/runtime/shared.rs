@@ -26,9 +26,6 @@ pub struct Shared {
     /// Ends the current connection (new server settings); the daemon then
     /// reconnects with the settings in force.
     pub reconnect: tokio::sync::Notify,
-    /// Runtimes detected (and printed) by `start`, for the first handshake
-    /// only; later handshakes detect again.
-    pub startup_runtimes: Mutex<Option<Vec<super::detect::Runtime>>>,
 }
 
 /// What `status` shows about a running daemon.
@@ -74,7 +71,6 @@ impl Shared {
             cancel: CancellationToken::new(),
             live: Mutex::new(live),
             reconnect: tokio::sync::Notify::new(),
-            startup_runtimes: Mutex::new(None),
         })
     }
 
