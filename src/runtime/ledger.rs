@@ -253,27 +253,18 @@ impl Ledger {
             .collect()
     }
 
-    fn line(&self, r: &Record) -> Vec<u8> {
+    /// Write a record (durable only at the next `sync`); compact when
+    /// enough have accumulated.
+    fn write(&mut self, r: &Record) {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
         line.push(b'\n');
-        line
-    }
-
-    /// Count a journal line; compact when enough have accumulated.
-    fn wrote(&mut self) {
+        if let Err(e) = self.journal.write(&line) {
+            self.fatal(e);
+        }
         self.since_compaction += 1;
         if self.since_compaction >= COMPACT_EVERY {
             self.compact();
         }
-    }
-
-    /// Write a record; durable only at the next `sync`.
-    fn write(&mut self, r: &Record) {
-        let line = self.line(r);
-        if let Err(e) = self.journal.write(&line) {
-            self.fatal(e);
-        }
-        self.wrote();
     }
 
     /// Make every record written so far durable. Whatever was decided is
@@ -344,43 +335,35 @@ impl Ledger {
     /// whose original record may still be in the same unsynced batch.
     pub fn record_deliver(&mut self, d: &Deliver) -> Decision {
         let key = d.message_key();
-        let (decision, record) = if self.seen(&key) {
-            (Decision::Duplicate, None)
-        } else if d
-            .wake_id
-            .as_ref()
-            .is_some_and(|w| self.processed_keys.contains_key(w))
+        if self.seen(&key) {
+            return Decision::Duplicate;
+        }
+        if let Some(w) = &d.wake_id
+            && self.processed_keys.contains_key(w)
         {
             self.remember(d.message_id.clone());
             self.last_seq = self.last_seq.max(d.seq);
-            (
-                Decision::WakeDuplicate,
-                Some(Record::Dup {
-                    seq: d.seq,
-                    mid: d.message_id.clone(),
-                }),
-            )
-        } else {
-            let wake = PendingWake {
-                seq: d.seq,
-                agent_id: d.agent_id.clone(),
-                message_id: d.message_id.clone(),
-                payload: d.payload.clone(),
-            };
-            self.accept_in_memory(wake.clone(), d.wake_id.clone());
-            let record = Record::Accept {
+            self.write(&Record::Dup {
                 seq: d.seq,
                 mid: d.message_id.clone(),
-                wid: d.wake_id.clone(),
-                agent: d.agent_id.to_string(),
-                payload: d.payload.clone(),
-            };
-            (Decision::Accept(wake), Some(record))
-        };
-        if let Some(r) = record {
-            self.write(&r);
+            });
+            return Decision::WakeDuplicate;
         }
-        decision
+        let wake = PendingWake {
+            seq: d.seq,
+            agent_id: d.agent_id.clone(),
+            message_id: d.message_id.clone(),
+            payload: d.payload.clone(),
+        };
+        self.accept_in_memory(wake.clone(), d.wake_id.clone());
+        self.write(&Record::Accept {
+            seq: d.seq,
+            mid: d.message_id.clone(),
+            wid: d.wake_id.clone(),
+            agent: d.agent_id.to_string(),
+            payload: d.payload.clone(),
+        });
+        Decision::Accept(wake)
     }
 
     /// A wake ran to completion: it must never run again.
