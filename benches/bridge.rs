@@ -5,14 +5,17 @@
 //!     fake daemon answering at once → back, over 1,000 calls on one bridge
 //!     (target p50 < 1 ms).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudagent_daemon::bridge::ipc::{self, IpcError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/bridge_client.rs"]
+mod bridge_client;
+use bridge_client::Bridge;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudagent-daemon");
 const SPAWNS: usize = 50;
@@ -22,65 +25,17 @@ const WARMUP: usize = 50;
 const INITIALIZE: &str = r#"{"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{},"elicitation":{}},"clientInfo":{"name":"claude-code","title":"Claude Code","version":"2.1.197","description":"Anthropic's agentic coding tool","websiteUrl":"https://claude.com/claude-code"}},"jsonrpc":"2.0","id":0}"#;
 const INITIALIZED: &str = r#"{"method":"notifications/initialized","jsonrpc":"2.0"}"#;
 
-struct Bridge {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    line: String,
-}
-
-impl Bridge {
-    fn spawn(home: &std::path::Path, socket: &std::path::Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["mcp-bridge", "--agent-id", "agent_bench"])
-            .env("HOME", home)
-            .env("CLOUDAGENT_DAEMON_SOCKET_PATH", socket)
-            .env("CLOUDAGENT_LOG", "error")
-            .env_remove("CLOUDAGENT_DAEMON_PROFILE")
-            .env_remove("CLOUDAGENT_DAEMON_TEST_TIMING")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn mcp-bridge");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-            line: String::new(),
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin");
-        stdin.write_all(line.as_bytes()).expect("write");
-        stdin.write_all(b"\n").expect("write");
-        stdin.flush().expect("flush");
-    }
-
-    fn read(&mut self) -> &str {
-        self.line.clear();
-        let n = self.stdout.read_line(&mut self.line).expect("read");
-        assert!(n > 0, "bridge closed stdout");
-        &self.line
-    }
-
-    fn close(mut self) {
-        self.stdin.take();
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "bridge exit status {status}");
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        if self.stdin.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// An `mcp-bridge` command talking to the fake daemon's socket.
+fn bridge_command(home: &std::path::Path, socket: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["mcp-bridge", "--agent-id", "agent_bench"])
+        .env("HOME", home)
+        .env("CLOUDAGENT_DAEMON_SOCKET_PATH", socket)
+        .env("CLOUDAGENT_LOG", "error")
+        .env_remove("CLOUDAGENT_DAEMON_PROFILE")
+        .env_remove("CLOUDAGENT_DAEMON_TEST_TIMING")
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 struct Immediate;
@@ -131,7 +86,7 @@ fn main() {
     let mut spawn_times = Vec::with_capacity(SPAWNS);
     for _ in 0..SPAWNS {
         let started = Instant::now();
-        let mut bridge = Bridge::spawn(home.path(), &socket);
+        let mut bridge = Bridge::spawn(bridge_command(home.path(), &socket));
         bridge.send(INITIALIZE);
         let answer = bridge.read();
         let elapsed = started.elapsed();
@@ -146,7 +101,7 @@ fn main() {
     );
 
     // (b) tools/call round trips on one bridge.
-    let mut bridge = Bridge::spawn(home.path(), &socket);
+    let mut bridge = Bridge::spawn(bridge_command(home.path(), &socket));
     bridge.send(INITIALIZE);
     bridge.read();
     bridge.send(INITIALIZED);

@@ -26,6 +26,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "support/bridge_client.rs"]
+mod bridge_client;
+use bridge_client::Bridge;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cloudagent-daemon");
 const FAST_CLAUDE: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo '2.1.197 (Claude Code)'; exit 0; }\ngrep -q HOLD && exec sleep 3600\necho '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s\"}'\necho '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"tool_use\",\"name\":\"mcp__cloudagent__send_message\"}]}}'\necho '{\"type\":\"result\",\"is_error\":false,\"result\":\"ok\"}'\n";
 
@@ -371,31 +375,19 @@ async fn bench() {
     let busy_rss = rss_kib(pid);
 
     // Tool call round trip through the real bridge and daemon.
-    let mut bridge = Command::new(BIN)
-        .args(["mcp-bridge", "--agent-id", "agent_00"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["mcp-bridge", "--agent-id", "agent_00"])
         .env_clear()
         .env("HOME", home.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut bin = bridge.stdin.take().unwrap();
-    let mut bout = BufReader::new(bridge.stdout.take().unwrap());
-    let _bridge = Killed(bridge);
+        .stderr(Stdio::null());
+    let mut bridge = Bridge::spawn(cmd);
     let client = std::thread::spawn(move || {
-        let mut line = String::new();
         let mut rpc = |id: u64, method: &str, params: Value| {
-            writeln!(
-                bin,
-                "{}",
-                json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})
-            )
-            .unwrap();
+            bridge.send(
+                &json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string(),
+            );
             loop {
-                line.clear();
-                bout.read_line(&mut line).unwrap();
-                let v: Value = serde_json::from_str(&line).unwrap();
+                let v: Value = serde_json::from_str(bridge.read()).unwrap();
                 if v["id"] == id {
                     return v;
                 }
@@ -417,6 +409,7 @@ async fn bench() {
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(r["result"]["isError"], false, "{r}");
         }
+        bridge.close();
         times
     });
     let mut answered = 0;
