@@ -329,15 +329,20 @@ fn output(mut child: Child, timeout: Duration) -> (ExitStatus, String, String) {
     (status, out, err)
 }
 
-/// Write `stdin` and close it, then collect stdout, stderr and the exit code.
-fn run(fake: &FakeClaude, args: &[&str], cwd: &Path, stdin: &str) -> (String, String, i32) {
-    let mut child = spawn(fake, args, cwd);
+/// Write `text` to the child's stdin and close it.
+fn feed_stdin(child: &mut std::process::Child, text: &str) {
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(stdin.as_bytes())
+        .write_all(text.as_bytes())
         .unwrap();
+}
+
+/// Write `stdin` and close it, then collect stdout, stderr and the exit code.
+fn run(fake: &FakeClaude, args: &[&str], cwd: &Path, stdin: &str) -> (String, String, i32) {
+    let mut child = spawn(fake, args, cwd);
+    feed_stdin(&mut child, stdin);
     let (status, out, err) = output(child, T);
     (out, err, status.code().expect("exited normally"))
 }
@@ -479,12 +484,7 @@ async fn claude_records_multiline_stdin_argv_and_env() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    feed_stdin(&mut child, &stdin);
     assert!(wait_child(&mut child, T).success());
 
     let c = fake.call(1).unwrap();
