@@ -9,6 +9,7 @@ pub mod config;
 pub mod fsutil;
 pub mod logging;
 pub mod paths;
+pub mod platform;
 pub mod reconcile;
 pub mod runtime;
 pub mod service;

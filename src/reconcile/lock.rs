@@ -50,7 +50,7 @@ pub fn acquire(
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => break,
             Err(rustix::io::Errno::WOULDBLOCK) => {
-                let holder = holder(&file);
+                let holder = crate::platform::flock_holder(&file);
                 if start.elapsed() >= timeout {
                     let who = holder_note(holder);
                     return Err(format!(
@@ -73,29 +73,6 @@ pub fn acquire(
 /// " (pid N)" when the holder is known, for messages.
 pub fn holder_note(pid: Option<u32>) -> String {
     pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-}
-
-/// The PID holding the flock on `file`, from /proc/locks (Linux). The file
-/// itself stays untouched, so an apply that changes nothing writes nothing.
-#[cfg(target_os = "linux")]
-fn holder(file: &File) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let ino = file.metadata().ok()?.ino().to_string();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        // "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF"; a waiter's
-        // line has "->" after the number and is skipped.
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let inode = f.get(5)?.rsplit(':').next()?;
-        (f.get(1) == Some(&"FLOCK") && inode == ino)
-            .then(|| f.get(4)?.parse().ok())
-            .flatten()
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn holder(_: &File) -> Option<u32> {
-    None
 }
 
 #[cfg(test)]

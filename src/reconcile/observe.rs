@@ -186,12 +186,7 @@ pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> PathMap<Seen> {
 }
 
 fn observe_group(parent: &Path, items: &[(PathBuf, bool)], out: &mut Vec<(PathBuf, Seen)>) {
-    use rustix::fs::{Mode, OFlags};
-    let dir = match rustix::fs::open(
-        parent,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let dir = match crate::platform::open_dir_for_lookup(parent) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => {
             out.extend(items.iter().map(|(p, _)| (p.clone(), Seen::Missing)));

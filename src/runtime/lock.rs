@@ -81,24 +81,7 @@ pub fn alive(pid: u32) -> bool {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
     };
-    exists && !zombie(pid)
-}
-
-#[cfg(target_os = "linux")]
-fn zombie(pid: u32) -> bool {
-    // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces or ')'.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn zombie(_pid: u32) -> bool {
-    false
+    exists && !crate::platform::is_zombie(pid)
 }
 
 #[cfg(test)]

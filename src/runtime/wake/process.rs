@@ -23,9 +23,7 @@ pub fn configure(cmd: &mut tokio::process::Command) {
         cmd.pre_exec(|| {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
-            #[cfg(target_os = "linux")]
-            rustix::process::set_parent_process_death_signal(Some(Signal::TERM))
-                .map_err(std::io::Error::from)?;
+            crate::platform::die_with_parent()?;
             Ok(())
         });
     }

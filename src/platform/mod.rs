@@ -1,0 +1,48 @@
+//! Every call whose behaviour differs between operating systems, each with
+//! a Linux side (`linux.rs`) and a macOS side (`macos.rs`) of the same
+//! signature. Code elsewhere calls these functions and never `cfg`s on the
+//! OS itself; `docs/PLATFORMS.md` lists each one with both implementations
+//! and the documentation it relies on.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use rustix::fd::OwnedFd;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as imp;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("cloudagent-daemon supports Linux and macOS");
+
+/// A directory handle good enough for `*at()` lookups and `fstatat` of its
+/// entries, opened without following a final symlink's target content.
+pub fn open_dir_for_lookup(path: &Path) -> rustix::io::Result<OwnedFd> {
+    imp::open_dir_for_lookup(path)
+}
+
+/// Whether `pid` is a zombie: exited, not yet reaped by its parent. Such a
+/// process answers signal 0 but is not running.
+pub fn is_zombie(pid: u32) -> bool {
+    imp::is_zombie(pid)
+}
+
+/// The pid holding the `flock` on `file`, when the OS can tell without
+/// touching the file.
+pub fn flock_holder(file: &File) -> Option<u32> {
+    imp::flock_holder(file)
+}
+
+/// In a forked child before exec: ask to be signalled when the parent dies,
+/// where the OS offers that. Async-signal-safe.
+pub fn die_with_parent() -> io::Result<()> {
+    imp::die_with_parent()
+}
