@@ -11,6 +11,7 @@ pub mod logging;
 pub mod paths;
 pub mod platform;
 pub mod reconcile;
+pub mod redact;
 pub mod runtime;
 pub mod service;
 pub mod workspace;
