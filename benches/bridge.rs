@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudagent_daemon::bridge::ipc::{self, IpcError};
+use cloudagent_daemon::bridge::ipc;
+use cloudagent_daemon::protocol::ipc::{IpcError, Request};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -41,10 +42,12 @@ fn bridge_command(home: &std::path::Path, socket: &std::path::Path) -> Command {
 struct Immediate;
 
 impl ipc::Handler for Immediate {
-    async fn handle(&self, op: String, args: Value) -> Result<Value, IpcError> {
-        match op.as_str() {
-            "tool_call" => Ok(json!({"ok": true, "message_id": "m_1", "args": args["tool_args"]})),
-            other => Err(IpcError::new("UNKNOWN_OP", other)),
+    async fn handle(&self, request: Request) -> Result<Value, IpcError> {
+        match request {
+            Request::ToolCall(c) => {
+                Ok(json!({"ok": true, "message_id": "m_1", "args": c.tool_args}))
+            }
+            other => Err(IpcError::new("UNKNOWN_OP", other.op())),
         }
     }
 }

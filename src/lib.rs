@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod logging;
 pub mod paths;
 pub mod platform;
+pub mod protocol;
 pub mod reconcile;
 pub mod redact;
 pub mod runtime;

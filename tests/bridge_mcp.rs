@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloudagent_daemon::bridge::ipc::{self, IpcError};
+use cloudagent_daemon::bridge::ipc;
+use cloudagent_daemon::protocol::ipc::{IpcError, Request};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -86,15 +87,16 @@ struct Fake {
 }
 
 impl ipc::Handler for Fake {
-    async fn handle(&self, op: String, args: Value) -> Result<Value, IpcError> {
+    async fn handle(&self, request: Request) -> Result<Value, IpcError> {
+        let (op, args) = (request.op().to_string(), request.args());
         self.seen.lock().unwrap().push((op.clone(), args.clone()));
         if !self.delay.is_zero() {
             // Stands for the daemon waiting on the backend.
             tokio::time::sleep(self.delay).await;
         }
-        match op.as_str() {
-            "tool_call" => (self.reply)(&args),
-            other => Err(IpcError::new("UNKNOWN_OP", other)),
+        match request {
+            Request::ToolCall(_) => (self.reply)(&args),
+            _ => Err(IpcError::new("UNKNOWN_OP", op)),
         }
     }
 }
@@ -387,7 +389,7 @@ async fn staff_bridge_lists_four_tools_and_forwards_calls() {
     assert_eq!(seen[0].0, "tool_call");
     assert_eq!(
         serde_json::to_string(&seen[0].1).unwrap(),
-        r#"{"agent_id":"agent_s","session_id":null,"tool_name":"send_message","tool_args":{"target":"user","body":"Hello!","kind":"task"}}"#
+        r#"{"agent_id":"agent_s","tool_name":"send_message","tool_args":{"target":"user","body":"Hello!","kind":"task"}}"#
     );
 
     let resp = mcp
@@ -507,7 +509,7 @@ async fn chief_tools_come_from_the_bridges_own_profile() {
     );
     assert_eq!(
         daemon.seen()[0].1,
-        json!({"agent_id": "agent_c", "session_id": null, "tool_name": "close_task",
+        json!({"agent_id": "agent_c", "tool_name": "close_task",
                "tool_args": {"task_id": "t_9", "summary": "shipped"}})
     );
     mcp.close().await;
@@ -667,7 +669,7 @@ except OSError as e:
     sys.exit(1)
 data = b""
 try:
-    s.sendall(b'{"request_id":"ipc_000000000001","op":"tool_call","args":{}}\n')
+    s.sendall(b'{"request_id":"ipc_000000000001","op":"tool_call","args":{"agent_id":"a","tool_name":"send_message"}}\n')
     s.settimeout(20)
     while b"\n" not in data:
         chunk = s.recv(65536)

@@ -151,5 +151,5 @@ async fn a_symlink_swap_to_another_server_reconnects_there() {
         d.output(&home).contains("SIGHUP: reloading")
     })
     .await;
-    assert_eq!(status(&home)["connection"], "connected");
+    assert_eq!(status(&home)["connection"]["state"], "connected");
 }

@@ -242,7 +242,7 @@ impl Case {
         assert_eq!(seen.upgrades, [WS_PATH]);
         let types: Vec<&str> = seen.frames.iter().map(frame_type).collect();
         assert_eq!(types[..2], ["ready", "resume"], "{:?}", seen.frames);
-        let status = wait_status(&self.home, |v| v["connection"] == "connected")
+        let status = wait_status(&self.home, |v| v["connection"]["state"] == "connected")
             .await
             .unwrap_or_else(|| self.fail(d, "status connected"));
         assert_eq!(status["host_id"], "host_tls");
@@ -285,7 +285,7 @@ async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying() {
     let status = wait_status(&c.home, certificate_error)
         .await
         .unwrap_or_else(|| c.fail(&d, "a certificate error in status"));
-    assert_ne!(status["connection"], "connected", "{status:#}");
+    assert_ne!(status["connection"]["state"], "connected", "{status:#}");
     assert_eq!(status["running"], true, "{status:#}");
     let err = status["last_error"].as_str().unwrap();
     eprintln!("last_error: {err}");
@@ -317,7 +317,7 @@ async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying() {
     );
     let status = status_json(&c.home);
     assert_eq!(status["running"], true, "{status:#}");
-    assert_ne!(status["connection"], "connected", "{status:#}");
+    assert_ne!(status["connection"]["state"], "connected", "{status:#}");
     assert!(certificate_error(&status), "{status:#}");
     // The same text is in the log.
     let out = d.output(&c.home);

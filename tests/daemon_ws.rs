@@ -693,7 +693,7 @@ async fn second_daemon_of_a_profile_is_refused_and_status_and_stop_work() {
     let out = s.home.cmd().args(["status", "--json"]).output().unwrap();
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["connection"], "connected");
+    assert_eq!(v["connection"]["state"], "connected");
     assert_eq!(v["host_id"], "host_test");
     assert_eq!(v["agents"], json!(["agent_a"]));
     assert_eq!(v["pid"], d.pid());

@@ -10,57 +10,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::protocol::ipc::{IpcError, Request, RequestLine, Response};
+
 /// Largest request or response line accepted (far above any real one; it
 /// only bounds memory if a peer misbehaves).
 const MAX_LINE: usize = 64 << 20;
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Request {
-    pub request_id: String,
-    pub op: String,
-    #[serde(default)]
-    pub args: Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IpcError {
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-}
-
-impl IpcError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Response {
-    pub request_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<IpcError>,
-}
-
 /// What the daemon does with a request.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        op: String,
-        args: Value,
-    ) -> impl Future<Output = Result<Value, IpcError>> + Send;
+    fn handle(&self, request: Request) -> impl Future<Output = Result<Value, IpcError>> + Send;
 }
 
 pub struct Server {
@@ -160,7 +124,7 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let req: Request = match serde_json::from_slice(&line) {
+        let req: RequestLine = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
                 // As the original: a malformed line gets no answer.
@@ -168,7 +132,11 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) {
                 continue;
             }
         };
-        let (result, error) = match handler.handle(req.op, req.args).await {
+        let answer = match Request::parse(&req.op, req.args) {
+            Ok(request) => handler.handle(request).await,
+            Err(e) => Err(e),
+        };
+        let (result, error) = match answer {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(e)),
         };
@@ -177,7 +145,10 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) {
             result,
             error,
         };
-        let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+        let Ok(mut out) = serde_json::to_vec(&resp) else {
+            tracing::error!("bridge socket: an answer could not be encoded");
+            return;
+        };
         out.push(b'\n');
         if write.write_all(&out).await.is_err() {
             return;
@@ -204,8 +175,7 @@ pub enum ClientError {
 /// One request on a fresh connection.
 pub async fn call(
     socket: &Path,
-    op: &str,
-    args: Value,
+    request: &Request,
     timeout: Duration,
 ) -> Result<Value, ClientError> {
     let request_id = format!("ipc_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -222,9 +192,13 @@ pub async fn call(
                 },
             })?;
         let (read, mut write) = stream.into_split();
+        let line = RequestLine {
+            request_id: request_id.clone(),
+            op: request.op().to_string(),
+            args: request.args(),
+        };
         let mut line =
-            serde_json::to_vec(&json!({"request_id": request_id, "op": op, "args": args}))
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            serde_json::to_vec(&line).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
         write.write_all(&line).await.map_err(|e| ClientError::Io {
             path: socket.to_path_buf(),
@@ -265,19 +239,41 @@ pub async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ipc::{SessionArgs, ToolCallArgs};
+    use serde_json::json;
 
     struct Echo;
     impl Handler for Echo {
-        async fn handle(&self, op: String, args: Value) -> Result<Value, IpcError> {
-            match op.as_str() {
-                "echo" => Ok(args),
-                "slow" => {
+        async fn handle(&self, request: Request) -> Result<Value, IpcError> {
+            match request {
+                Request::ToolCall(c) => Ok(c.tool_args),
+                Request::GetCurrentSession(_) => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Ok(Value::Null)
                 }
-                other => Err(IpcError::new("UNKNOWN_OP", other)),
+                Request::Status => Err(IpcError::new("NO_STATUS", "here")),
             }
         }
+    }
+
+    fn echo(args: Value) -> Request {
+        Request::ToolCall(ToolCallArgs {
+            agent_id: "a".into(),
+            tool_name: "t".into(),
+            tool_args: args,
+            session_id: None,
+            token: None,
+        })
+    }
+
+    /// Write one raw line and read the answer line.
+    async fn raw(sock: &Path, line: &str) -> String {
+        let stream = UnixStream::connect(sock).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        write.write_all(line.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        BufReader::new(read).read_line(&mut answer).await.unwrap();
+        answer
     }
 
     #[tokio::test]
@@ -293,23 +289,36 @@ mod tests {
         let task = tokio::spawn(server.serve(listener, Arc::new(Echo), cancel.clone()));
 
         let big = "x".repeat(1 << 20);
-        let v = call(&sock, "echo", json!({"big": big}), Duration::from_secs(10))
+        let v = call(&sock, &echo(json!({"big": big})), Duration::from_secs(10))
             .await
             .unwrap();
         assert_eq!(v["big"].as_str().unwrap().len(), 1 << 20);
-        let e = call(&sock, "nope", json!({}), Duration::from_secs(10))
+        let e = call(&sock, &Request::Status, Duration::from_secs(10))
             .await
             .unwrap_err();
-        assert_eq!(e.to_string(), "IPC error UNKNOWN_OP: nope");
-        let e = call(&sock, "slow", json!({}), Duration::from_millis(100))
+        assert_eq!(e.to_string(), "IPC error NO_STATUS: here");
+        let slow = Request::GetCurrentSession(SessionArgs {
+            agent_id: "a".into(),
+            token: None,
+        });
+        let e = call(&sock, &slow, Duration::from_millis(100))
             .await
             .unwrap_err();
         assert!(matches!(e, ClientError::Timeout(_)));
+        // Unknown operations and bad arguments are answered, not acted on.
+        let answer = raw(&sock, "{\"request_id\":\"r1\",\"op\":\"rm\",\"args\":{}}\n").await;
+        assert!(answer.contains("\"code\":\"UNKNOWN_OP\""), "{answer}");
+        let answer = raw(
+            &sock,
+            "{\"request_id\":\"r2\",\"op\":\"tool_call\",\"args\":{\"agent_id\":1}}\n",
+        )
+        .await;
+        assert!(answer.contains("\"code\":\"BAD_ARGS\""), "{answer}");
 
         cancel.cancel();
         task.await.unwrap();
         assert!(!sock.exists(), "socket removed on shutdown");
-        let e = call(&sock, "echo", json!({}), Duration::from_secs(1))
+        let e = call(&sock, &echo(json!({})), Duration::from_secs(1))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("not running"), "{e}");

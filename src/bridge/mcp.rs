@@ -17,12 +17,14 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ipc::{self, ClientError};
 use super::tools::{self, *};
 use crate::paths::{AgentId, Home, ProfileName};
-use crate::runtime::settings::SOCKET_PATH_ENV;
+use crate::protocol::env::SOCKET_PATH as SOCKET_PATH_ENV;
+use crate::protocol::ipc::{Request, ToolCallArgs};
+use crate::protocol::tools::{CHIEF_TOOLS, is_chief_tool};
 use crate::runtime::timing::Timing;
 use crate::workspace::AgentLayout;
 
@@ -136,13 +138,14 @@ impl Bridge {
     async fn forward<T: Serialize>(&self, tool: &str, args: &T) -> CallToolResult {
         let started = Instant::now();
         let cfg = &self.config;
-        let request = json!({
-            "agent_id": cfg.agent_id,
-            "session_id": null,
-            "tool_name": tool,
-            "tool_args": tools::forwarded_args(args),
+        let request = Request::ToolCall(ToolCallArgs {
+            agent_id: cfg.agent_id.clone(),
+            tool_name: tool.to_string(),
+            tool_args: tools::forwarded_args(args),
+            session_id: None,
+            token: None,
         });
-        let outcome = ipc::call(&cfg.socket, "tool_call", request, cfg.ipc_timeout).await;
+        let outcome = ipc::call(&cfg.socket, &request, cfg.ipc_timeout).await;
         let elapsed = started.elapsed();
         match outcome {
             Ok(data) => {
@@ -245,7 +248,7 @@ impl ServerHandler for Bridge {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if !self.config.is_chief && tools::is_chief_tool(&request.name) {
+        if !self.config.is_chief && is_chief_tool(&request.name) {
             tracing::warn!("refused {}: a chief-only tool", request.name);
             return Err(ErrorData::invalid_params(
                 format!(
@@ -276,6 +279,7 @@ pub async fn serve_stdio(bridge: Bridge) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::tools::STAFF_TOOLS;
 
     #[test]
     fn is_chief_only_when_exactly_true() {

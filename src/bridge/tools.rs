@@ -16,25 +16,6 @@ pub const CLOSE_TASK: &str = "[chief] Mark a task closed with a summary.";
 pub const REQUEST_USER_APPROVAL: &str = "[chief] Ask the user for explicit approval.";
 pub const SET_COMPANY_STATUS: &str = "[chief] Update the company-wide status string.";
 
-/// Tools every agent gets, in the original's registration order.
-pub const STAFF_TOOLS: [&str; 4] = [
-    "send_message",
-    "list_messages",
-    "upload_file",
-    "schedule_reminder",
-];
-/// Tools only chiefs (`is_chief` exactly `true`) get.
-pub const CHIEF_TOOLS: [&str; 4] = [
-    "delegate_to_staff",
-    "close_task",
-    "request_user_approval",
-    "set_company_status",
-];
-
-pub fn is_chief_tool(name: &str) -> bool {
-    CHIEF_TOOLS.contains(&name)
-}
-
 fn default_kind() -> String {
     "task".to_string()
 }

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::paths::ProfileName;
-use crate::runtime::settings::PROFILE_ENV;
+use crate::protocol::env::PROFILE as PROFILE_ENV;
 
 #[derive(Debug, Clone, Args)]
 pub struct ProfileArg {

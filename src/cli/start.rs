@@ -8,11 +8,12 @@ use super::profile::{ProfileArg, flag};
 use crate::config;
 use crate::paths::{Home, ProfileName};
 use crate::reconcile::{self, Context, lock as apply_lock, render};
-use crate::runtime::ledger::Ledger;
+use crate::runtime::delivery::ledger::Ledger;
 use crate::runtime::lock::{self, LockError, PidFile};
 use crate::runtime::settings::Settings;
 use crate::runtime::timing::Timing;
-use crate::runtime::{daemon, detect, transport};
+use crate::runtime::transport::tls;
+use crate::runtime::{daemon, detect};
 use crate::service::Platform;
 
 #[derive(Debug, Args)]
@@ -167,7 +168,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     };
     // Children (claude, the bridge, agent shells) find the profile here.
     // SAFETY: single-threaded at this point; no runtime has started.
-    unsafe { std::env::set_var(crate::runtime::settings::PROFILE_ENV, profile.as_str()) };
+    unsafe { std::env::set_var(crate::protocol::env::PROFILE, profile.as_str()) };
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -177,7 +178,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    transport::install_crypto_provider();
+    tls::install_crypto_provider();
     let host = ledger.host_id().map(String::from);
     rt.block_on(async {
         let runtimes = detect::detect(&home.home, std::env::var_os("PATH")).await;

@@ -8,8 +8,11 @@ use serde_json::{Value, json};
 use super::profile::ProfileArg;
 use crate::bridge::ipc;
 use crate::paths::{Home, ProfileName};
+use crate::protocol::env::SOCKET_PATH as SOCKET_PATH_ENV;
+use crate::protocol::ipc::Request;
 use crate::runtime::lock::{alive, read_pid};
-use crate::runtime::settings::SOCKET_PATH_ENV;
+use crate::runtime::shared::Connection;
+use crate::runtime::status::StatusReport;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -85,8 +88,7 @@ pub fn status(args: &StatusArgs) -> u8 {
     {
         Ok(rt) => rt.block_on(ipc::call(
             &socket_for(&home, &profile),
-            "status",
-            json!({}),
+            &Request::Status,
             Duration::from_secs(3),
         )),
         Err(e) => {
@@ -94,13 +96,22 @@ pub fn status(args: &StatusArgs) -> u8 {
             return 1;
         }
     };
+    let live = live.and_then(|v| {
+        serde_json::from_value::<StatusReport>(v)
+            .map_err(|e| ipc::ClientError::Protocol(e.to_string()))
+    });
     match live {
-        Ok(mut v) => {
+        Ok(report) => {
             if args.json {
-                v["running"] = Value::Bool(true);
+                let mut v = json!({"running": true});
+                if let (Value::Object(out), Ok(Value::Object(r))) =
+                    (&mut v, serde_json::to_value(&report))
+                {
+                    out.extend(r);
+                }
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                print!("{}", render(&v));
+                print!("{}", render(&report));
             }
             0
         }
@@ -120,45 +131,40 @@ pub fn status(args: &StatusArgs) -> u8 {
     }
 }
 
-fn render(v: &Value) -> String {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("—").to_string();
-    let mut out = format!("● daemon running (pid={})\n", v["pid"]);
-    out.push_str(&format!("  profile: {}\n", s("profile")));
-    out.push_str(&format!("  server: {}\n", s("server")));
-    out.push_str(&format!("  host_id: {}\n", s("host_id")));
-    let conn = match v.get("connected_since").and_then(Value::as_str) {
-        Some(since) => format!("{} since {since}", s("connection")),
-        None => s("connection"),
+fn render(r: &StatusReport) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let mut out = format!("● daemon running (pid={})\n", r.pid);
+    out.push_str(&format!("  profile: {}\n", r.profile));
+    out.push_str(&format!("  server: {}\n", r.server));
+    out.push_str(&format!("  host_id: {}\n", or_dash(&r.host_id)));
+    let conn = match &r.connection {
+        Connection::Connected { since } => format!("connected since {since}"),
+        Connection::Disconnected { since } => format!("disconnected since {since}"),
+        other => other.label().to_string(),
     };
     out.push_str(&format!("  connection: {conn}\n"));
-    if let Some(e) = v.get("last_error").and_then(Value::as_str) {
-        out.push_str(&format!("  last error: {e}\n"));
+    if let Some(error) = &r.last_error {
+        out.push_str(&format!("  last error: {error}\n"));
     }
-    out.push_str(&format!("  last_seq: {}\n", v["last_seq"]));
-    let agents: Vec<&str> = v["agents"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    out.push_str(&format!("  last_seq: {}\n", r.last_seq));
     out.push_str(&format!(
         "  agents: {}\n",
-        if agents.is_empty() {
+        if r.agents.is_empty() {
             "none".to_string()
         } else {
-            format!("{} ({})", agents.join(", "), agents.len())
+            format!("{} ({})", r.agents.join(", "), r.agents.len())
         }
     ));
-    let running = v["running"].as_object().cloned().unwrap_or_default();
-    if running.is_empty() {
+    if r.running_wakes.is_empty() {
         out.push_str("  running wakes: none\n");
     } else {
         out.push_str("  running wakes:\n");
-        for (agent, w) in running {
+        for (agent, w) in &r.running_wakes {
             out.push_str(&format!(
                 "    {agent}: message {} since {}{}\n",
-                w["message_id"],
-                w["started_at"].as_str().unwrap_or("?"),
-                w["pid"]
-                    .as_u64()
+                w.message_id,
+                w.started_at,
+                w.pid
                     .map(|p| format!(" (claude pid {p})"))
                     .unwrap_or_default()
             ));
@@ -166,17 +172,17 @@ fn render(v: &Value) -> String {
     }
     out.push_str(&format!(
         "  queued: {}  pending: {}  outbox: {}\n",
-        v["queued"], v["pending"], v["outbox"]
+        r.queued, r.pending, r.outbox
     ));
-    if let Some(c) = v.get("config_file").and_then(Value::as_str) {
-        out.push_str(&format!("  config: {c}\n"));
+    if let Some(c) = &r.config_file {
+        out.push_str(&format!("  config: {}\n", c.display()));
     }
-    if let Some(e) = v.get("config_error").and_then(Value::as_str) {
+    if let Some(e) = &r.config_error {
         out.push_str(&format!(
             "  config error (the last good configuration stays in force): {e}\n"
         ));
     }
-    out
+    crate::redact::secrets(&out).into_owned()
 }
 
 pub fn stop(args: &StopArgs) -> u8 {

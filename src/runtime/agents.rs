@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::frames::Assign;
 use super::settings::Settings;
 use crate::config::Agent;
 use crate::fsutil;
 use crate::paths::AgentId;
+use crate::protocol::Assign;
+use crate::protocol::frames::DeliverPayload;
 use crate::reconcile::{self, target::agent_entries};
 use crate::workspace::{AgentLayout, Identity};
 
@@ -97,7 +98,7 @@ pub fn on_unassign(settings: &Settings, id: &AgentId) {
 pub fn ensure_for_wake(
     settings: &Settings,
     id: &AgentId,
-    payload: &serde_json::Map<String, serde_json::Value>,
+    payload: &DeliverPayload,
 ) -> Result<(Identity, PathBuf), String> {
     let layout = AgentLayout::new(&settings.paths, id);
     if let Some(agent) = settings.agents.get(id) {
@@ -109,20 +110,13 @@ pub fn ensure_for_wake(
         fsutil::create_dir_all(&cwd, 0o755).map_err(|e| e.to_string())?;
         return Ok((read_identity(&layout, id), cwd));
     }
-    let text = |k: &str, d: &str| {
-        payload
-            .get(k)
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .unwrap_or(d)
-            .to_string()
-    };
+    let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
     let identity = Identity {
         agent_id: id.to_string(),
-        agent_name: text("agent_name", id.as_str()),
+        agent_name: or(&payload.agent_name, id.as_str()),
         is_chief: false,
-        role: text("role", "staff"),
-        workspace_slug: text("workspace_slug", "default"),
+        role: or(&payload.role, "staff"),
+        workspace_slug: or(&payload.workspace_slug, "default"),
         reports_to: "(unset)".to_string(),
     };
     let cwd = ensure(settings, id, &identity, None, false)?;

@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
 use thiserror::Error;
 
-use super::connection::{self, Fatal};
-use super::ledger::{Ledger, PendingWake};
+use super::delivery::ledger::{Ledger, PendingWake};
+use super::ipc::DaemonIpc;
+use super::session::{self, Fatal};
 use super::settings::Settings;
 use super::shared::Shared;
 use super::timing::Timing;
-use super::tool_calls::ToolOutcome;
 use super::wake::scheduler::Scheduler;
-use crate::bridge::ipc::{self, IpcError};
+use crate::bridge::ipc;
+use crate::protocol::outbound::Runtime;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -34,7 +34,7 @@ pub async fn run(
     timing: Timing,
     ledger: Ledger,
     pending: Vec<PendingWake>,
-    runtimes: Vec<super::detect::Runtime>,
+    runtimes: Vec<Runtime>,
 ) -> Result<(), DaemonError> {
     let socket = settings.socket.clone();
     let max = settings.max_concurrent_wakes;
@@ -77,114 +77,18 @@ pub async fn run(
     });
 
     let watcher = tokio::spawn(super::reload::watch(shared.clone(), scheduler.clone()));
-    let result = connection::run(shared.clone(), scheduler.clone(), runtimes).await;
+    let result = session::run(shared.clone(), scheduler.clone(), runtimes).await;
     shared.cancel.cancel();
     scheduler.wait().await;
     let _ = ipc_task.await;
     let _ = watcher.await;
-    shared.with_ledger(|l| l.compact());
+    shared.with_ledger(|l| {
+        l.sync();
+        l.compact()
+    });
     if let Err(e) = &result {
         tracing::error!("{e}");
     }
     tracing::info!("stopped");
     result.map_err(DaemonError::from)
-}
-
-/// The daemon's side of the bridge socket.
-struct DaemonIpc {
-    shared: Arc<Shared>,
-}
-
-fn str_arg<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
-    args.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-impl ipc::Handler for DaemonIpc {
-    async fn handle(&self, op: String, args: Value) -> Result<Value, IpcError> {
-        match op.as_str() {
-            "status" => Ok(status(&self.shared)),
-            "get_current_session" => {
-                let agent = str_arg(&args, "agent_id")
-                    .ok_or_else(|| IpcError::new("BAD_ARGS", "agent_id is required"))?;
-                let session = self
-                    .shared
-                    .with_live(|l| l.running.get(agent).and_then(|r| r.session_id.clone()));
-                Ok(json!({"session_id": session}))
-            }
-            "tool_call" => {
-                let agent = str_arg(&args, "agent_id").ok_or_else(|| {
-                    IpcError::new("BRIDGE_DISPATCH_FAILED", "agent_id is required")
-                })?;
-                let tool = str_arg(&args, "tool_name").ok_or_else(|| {
-                    IpcError::new("BRIDGE_DISPATCH_FAILED", "tool_name is required")
-                })?;
-                // The business session of the running wake, if the bridge
-                // did not know it.
-                let session = match str_arg(&args, "session_id") {
-                    Some(s) => Some(s.to_string()),
-                    None => self
-                        .shared
-                        .with_live(|l| l.running.get(agent).and_then(|r| r.session_id.clone())),
-                };
-                let tool_args = args.get("tool_args").cloned().unwrap_or_else(|| json!({}));
-                match self
-                    .shared
-                    .tools
-                    .call(
-                        agent,
-                        session.as_deref(),
-                        tool,
-                        tool_args,
-                        self.shared.timing.tool_timeout,
-                    )
-                    .await
-                {
-                    ToolOutcome::Ok(data) => Ok(data),
-                    ToolOutcome::Err(e) => Err(IpcError::new(
-                        e.get("code")
-                            .and_then(Value::as_str)
-                            .unwrap_or("UNKNOWN_ERROR"),
-                        e.get("message").and_then(Value::as_str).unwrap_or_default(),
-                    )),
-                }
-            }
-            other => Err(IpcError::new("UNKNOWN_OP", other)),
-        }
-    }
-}
-
-fn status(shared: &Arc<Shared>) -> Value {
-    let s = shared.settings();
-    let live = shared.with_live(|l| l.clone());
-    let (last_seq, pending) = shared.with_ledger(|l| (l.last_seq(), l.pending_count()));
-    let assigned = super::agents::read_assigned(&s.paths.assigned_agents_file());
-    let mut agents: Vec<String> = s
-        .agents
-        .keys()
-        .map(|a| a.to_string())
-        .chain(assigned)
-        .collect();
-    agents.sort();
-    agents.dedup();
-    json!({
-        "pid": std::process::id(),
-        "profile": s.profile.as_str(),
-        "server": s.server_url,
-        "config_file": s.config_file,
-        "connection": live.connection,
-        "connected_since": live.connected_since,
-        "last_error": live.last_error,
-        "host_id": live.host_id,
-        "last_seq": last_seq,
-        "pending": pending,
-        "queued": live.queued,
-        "running": live.running,
-        "agents": agents,
-        "started_at": live.started_at,
-        "outbox": shared.outbox.len(),
-        "config_error": live.config_error,
-        "config_loaded_at": live.config_loaded_at,
-    })
 }

@@ -7,18 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::protocol::outbound::Runtime;
 use crate::runtime::wake::command::{is_executable_file, resolve_binary};
-
-/// One detected runtime, as sent to the backend.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Runtime {
-    /// Runtime id, e.g. `claude_code`.
-    pub name: String,
-    /// First line of its version output, or `unknown`.
-    pub version: String,
-    /// The binary found.
-    pub binary: String,
-}
 
 struct Probe {
     name: &'static str,

@@ -170,20 +170,17 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         }
         Err(e) => tracing::warn!("config reload: applying local resources failed: {e}"),
     }
-    let reconnect = old.server_url != new.server_url
-        || old.api_key != new.api_key
-        || old.insecure != new.insecure;
+    let reconnect = super::session::needs_reconnect(&old, &new);
     scheduler.set_concurrency(new.max_concurrent_wakes);
     shared.replace_settings(new);
     shared.with_live(|l| {
         l.config_error = None;
-        l.config_loaded_at = Some(super::frames::now_ts());
+        l.config_loaded_at = Some(crate::protocol::outbound::now_ts());
     });
     tracing::info!("configuration reloaded from {}", path.display());
     if reconnect {
-        tracing::info!("server settings changed: reconnecting");
-        // Only a live session listens; a later connect uses the new
-        // settings anyway.
-        shared.reconnect.notify_waiters();
+        // The session sees the new settings through its watch, wherever
+        // it is (connected, in a handshake, or waiting to retry).
+        tracing::info!("server settings changed: the session reconnects with them");
     }
 }

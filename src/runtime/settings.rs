@@ -11,12 +11,10 @@ use serde::Deserialize;
 use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef};
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 
-/// Test hooks of the original, kept (PROTOCOL §7.2).
-pub const CLAUDE_BINARY_ENV: &str = "CLOUDAGENT_DAEMON_CLAUDE_BINARY";
-pub const PERMISSION_MODE_ENV: &str = "CLOUDAGENT_DAEMON_PERMISSION_MODE";
-pub const SOCKET_PATH_ENV: &str = "CLOUDAGENT_DAEMON_SOCKET_PATH";
-pub const PROFILE_ENV: &str = "CLOUDAGENT_DAEMON_PROFILE";
-pub const USE_SYSTEM_PROXY_ENV: &str = "CLOUDAGENT_USE_SYSTEM_PROXY";
+use crate::protocol::env::{
+    CLAUDE_BINARY as CLAUDE_BINARY_ENV, PERMISSION_MODE as PERMISSION_MODE_ENV,
+    SOCKET_PATH as SOCKET_PATH_ENV, USE_SYSTEM_PROXY as USE_SYSTEM_PROXY_ENV,
+};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -190,49 +188,5 @@ impl Settings {
                 .map_err(|e| format!("invalid {PERMISSION_MODE_ENV} — {e}"))?;
         }
         Ok(())
-    }
-
-    /// `wss://…/v1/daemon/ws` from the server URL (PROTOCOL §1.5).
-    pub fn ws_url(&self) -> String {
-        let url = self.server_url.trim_end_matches('/');
-        let url = if let Some(rest) = url.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = url.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            url.to_string()
-        };
-        format!("{url}/v1/daemon/ws")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ws_url_keeps_the_path_prefix() {
-        let home = Home::for_tests(Path::new("/h"));
-        let p = ProfileName::default_profile();
-        let s = Settings::one_shot(
-            "https://api.x/prefix/v1",
-            "sk_machine_k",
-            false,
-            &p,
-            home.clone(),
-            PathBuf::from("/bin/x"),
-        )
-        .unwrap();
-        assert_eq!(s.ws_url(), "wss://api.x/prefix/v1/daemon/ws");
-        let s = Settings::one_shot(
-            "http://127.0.0.1:80/",
-            "sk_machine_k",
-            false,
-            &p,
-            home,
-            PathBuf::from("/bin/x"),
-        )
-        .unwrap();
-        assert_eq!(s.ws_url(), "ws://127.0.0.1:80/v1/daemon/ws");
     }
 }

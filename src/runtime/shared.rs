@@ -1,41 +1,44 @@
-//! State shared by the connection, the delivery path, the wakes and the IPC
+//! State shared by the session, the delivery path, the wakes and the IPC
 //! server of one daemon.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::ledger::Ledger;
-use super::outbox::Outbox;
+use super::delivery::ledger::Ledger;
+use super::delivery::outbox::Outbox;
 use super::settings::Settings;
 use super::timing::Timing;
 use super::tool_calls::ToolCalls;
+use crate::paths::AgentId;
+use crate::protocol::MessageId;
+use crate::protocol::outbound::now_ts;
 
 pub struct Shared {
-    settings: RwLock<Arc<Settings>>,
+    /// The settings in force. A `watch` keeps the latest value for every
+    /// reader, so a change that lands while the session is busy (in its
+    /// handshake, say) is seen at its next look, never lost.
+    settings: watch::Sender<Arc<Settings>>,
     pub timing: Timing,
     pub outbox: Arc<Outbox>,
-    pub ledger: Mutex<Ledger>,
+    ledger: Mutex<Ledger>,
     pub tools: ToolCalls,
     /// Root of every task: cancelled on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
-    pub live: Mutex<Live>,
-    /// Ends the current connection (new server settings); the daemon then
-    /// reconnects with the settings in force.
-    pub reconnect: tokio::sync::Notify,
+    live: Mutex<Live>,
 }
 
 /// What `status` shows about a running daemon.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Live {
-    pub connection: String,
-    pub connected_since: Option<String>,
+    pub connection: Connection,
+    /// Why the last attempt or connection failed, until one succeeds.
     pub last_error: Option<String>,
     pub host_id: Option<String>,
-    pub running: BTreeMap<String, RunningWake>,
+    pub running: BTreeMap<AgentId, RunningWake>,
     pub queued: usize,
     pub started_at: String,
     /// Why the last change to the config file was not used, if it was not.
@@ -43,9 +46,36 @@ pub struct Live {
     pub config_loaded_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The state of the link to the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Connection {
+    Connecting,
+    Connected {
+        since: String,
+    },
+    /// Lost; the next attempt comes after a backoff.
+    Disconnected {
+        since: String,
+    },
+    /// The key was refused: the daemon stops.
+    AuthFailed,
+}
+
+impl Connection {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected { .. } => "connected",
+            Self::Disconnected { .. } => "disconnected",
+            Self::AuthFailed => "auth failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunningWake {
-    pub message_id: Value,
+    pub message_id: MessageId,
     /// Business session id of the message (for the bridge's
     /// `get_current_session`).
     pub session_id: Option<String>,
@@ -57,48 +87,54 @@ impl Shared {
     pub fn new(settings: Settings, timing: Timing, ledger: Ledger) -> Arc<Self> {
         let outbox = Arc::new(Outbox::default());
         let live = Live {
-            connection: "connecting".into(),
+            connection: Connection::Connecting,
+            last_error: None,
             host_id: ledger.host_id().map(String::from),
-            started_at: super::frames::now_ts(),
-            ..Live::default()
+            running: BTreeMap::new(),
+            queued: 0,
+            started_at: now_ts(),
+            config_error: None,
+            config_loaded_at: None,
         };
         Arc::new(Self {
-            settings: RwLock::new(Arc::new(settings)),
+            settings: watch::Sender::new(Arc::new(settings)),
             timing,
             tools: ToolCalls::new(outbox.clone()),
             outbox,
             ledger: Mutex::new(ledger),
             cancel: CancellationToken::new(),
             live: Mutex::new(live),
-            reconnect: tokio::sync::Notify::new(),
         })
     }
 
     pub fn settings(&self) -> Arc<Settings> {
-        match self.settings.read() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.settings.borrow().clone()
+    }
+
+    /// A receiver that sees every later change of the settings.
+    pub fn watch_settings(&self) -> watch::Receiver<Arc<Settings>> {
+        self.settings.subscribe()
     }
 
     pub fn replace_settings(&self, s: Settings) {
-        match self.settings.write() {
-            Ok(mut g) => *g = Arc::new(s),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(s),
-        }
+        self.settings.send_replace(Arc::new(s));
     }
 
     pub fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
-        match self.ledger.lock() {
-            Ok(mut l) => f(&mut l),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        f(&mut lock(&self.ledger, "ledger"))
     }
 
     pub fn with_live<R>(&self, f: impl FnOnce(&mut Live) -> R) -> R {
-        match self.live.lock() {
-            Ok(mut l) => f(&mut l),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        f(&mut lock(&self.live, "status"))
+    }
+}
+
+/// A poisoned lock means a thread panicked while changing what it guards;
+/// the ledger's promises do not survive that, so stop (see
+/// [`crate::runtime::fatal`]).
+fn lock<'a, T>(m: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(_) => super::fatal(&format!("the {what} lock is poisoned")),
     }
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::bridge::tools::{CHIEF_TOOLS, STAFF_TOOLS};
 use crate::config::PermissionMode;
 use crate::paths::ProfileName;
+use crate::protocol::env::{PROFILE as PROFILE_ENV, SOCKET_PATH as SOCKET_ENV};
+use crate::protocol::tools::{CHIEF_TOOLS, STAFF_TOOLS, claude_name};
 
 /// Variables that make claude believe it runs nested inside another Claude
 /// Code session (it refuses) or attach to that session's IDE.
@@ -27,18 +28,13 @@ const PROXY_VARS: [&str; 6] = [
     "all_proxy",
 ];
 
-/// Tells the MCP bridge which profile's daemon to talk to.
-pub const PROFILE_ENV: &str = "CLOUDAGENT_DAEMON_PROFILE";
-/// Tells the MCP bridge where the daemon's socket is, when not the default.
-pub const SOCKET_ENV: &str = "CLOUDAGENT_DAEMON_SOCKET_PATH";
-
 /// The `--allowedTools` value: one comma-joined argument.
 pub fn allowed_tools(chief: bool) -> String {
     let extra: &[&str] = if chief { &CHIEF_TOOLS } else { &[] };
     STAFF_TOOLS
         .iter()
         .chain(extra)
-        .map(|t| format!("mcp__cloudagent__{t}"))
+        .map(|t| claude_name(t))
         .collect::<Vec<_>>()
         .join(",")
 }

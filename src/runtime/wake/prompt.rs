@@ -3,19 +3,7 @@
 //! is ours; the `[meta]` header format is not, because the agent copies its
 //! field names and values into its tool calls.
 
-use serde_json::{Map, Value};
-
-/// The full name claude sees for the reply tool.
-pub const SEND_MESSAGE_TOOL: &str = "mcp__cloudagent__send_message";
-
-/// The `[meta]` keys, in the order they are written.
-const META_KEYS: [&str; 5] = [
-    "dispatch_source",
-    "from",
-    "sender_role",
-    "parent_msg_id",
-    "message_id",
-];
+use crate::protocol::frames::DeliverPayload;
 
 const BASE_PROMPT: &str = r#"You are agent `{agent_id}`, running inside the cloudagent local daemon.
 
@@ -75,15 +63,11 @@ pub fn system_prompt(
 
 /// The `[meta]` block that starts the wake prompt, or `""` when the payload
 /// carries none of its fields.
-pub fn meta_header(payload: &Map<String, Value>) -> String {
-    let lines: Vec<String> = META_KEYS
+pub fn meta_header(payload: &DeliverPayload) -> String {
+    let lines: Vec<String> = payload
+        .meta
         .iter()
-        .filter_map(|key| {
-            let value = match payload.get(*key)? {
-                Value::Null => return None,
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+        .filter_map(|(key, value)| {
             // One value per line: a newline inside would forge more fields.
             let value = value.replace(['\r', '\n'], " ");
             let value = value.trim();
@@ -98,25 +82,25 @@ pub fn meta_header(payload: &Map<String, Value>) -> String {
 }
 
 /// The text written to claude's stdin (without the daemon's final `\n`).
-pub fn wake_prompt(payload: &Map<String, Value>) -> String {
-    let body = payload.get("body").and_then(Value::as_str).unwrap_or("");
-    format!("{}{body}\n\n---\n{SCAFFOLDING}", meta_header(payload))
+pub fn wake_prompt(payload: &DeliverPayload) -> String {
+    format!(
+        "{}{}\n\n---\n{SCAFFOLDING}",
+        meta_header(payload),
+        payload.body
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bridge::tools::{CHIEF_TOOLS, STAFF_TOOLS};
-    use serde_json::json;
+    use crate::protocol::tools::{CHIEF_TOOLS, STAFF_TOOLS};
+    use serde_json::{Value, json};
 
-    fn map(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
+    fn map(v: Value) -> DeliverPayload {
+        DeliverPayload::parse(&v.to_string()).unwrap()
     }
 
-    fn example() -> Map<String, Value> {
+    fn example() -> DeliverPayload {
         map(json!({
             "body": "hello",
             "message_id": 236,
@@ -188,13 +172,5 @@ mod tests {
         }
         assert!(text.ends_with("string.\n\nAgent rules.\n\nDeliver rules."));
         insta::assert_snapshot!("system_prompt_chief", text);
-    }
-
-    #[test]
-    fn send_message_tool_name() {
-        assert_eq!(
-            SEND_MESSAGE_TOOL,
-            format!("mcp__cloudagent__{}", STAFF_TOOLS[0])
-        );
     }
 }

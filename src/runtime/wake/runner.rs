@@ -13,12 +13,16 @@ use super::process;
 use super::prompt;
 use super::stream::Transcript;
 use crate::fsutil;
+use crate::paths::AgentId;
+use crate::protocol::frames::DeliverPayload;
+use crate::protocol::outbound::now_ts;
+use crate::protocol::tools::{SEND_MESSAGE, claude_name};
+use crate::protocol::{AckStatus, Outbound, WakeStatus};
 use crate::runtime::agents;
-use crate::runtime::frames::{self, AckStatus, WakeStatus};
-use crate::runtime::ledger::PendingWake;
+use crate::runtime::delivery::ledger::PendingWake;
 use crate::runtime::settings::Settings;
 use crate::runtime::shared::{RunningWake, Shared};
-use crate::runtime::tool_calls::ToolOutcome;
+use crate::runtime::tool_calls::Call;
 use crate::workspace::AgentLayout;
 
 /// Longest stdout line accepted from claude (the original's limit).
@@ -50,12 +54,23 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     let s = shared.settings();
     let id = wake.agent_id.clone();
     let layout = AgentLayout::new(&s.paths, &id);
-    let session = wake
-        .payload
-        .get("session_id")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-        .map(String::from);
+    let payload = shared
+        .with_ledger(|l| l.load_payload(&wake))
+        .map_err(|e| e.to_string())
+        .and_then(|text| DeliverPayload::parse(&text));
+    let payload = match payload {
+        Ok(p) => p,
+        Err(e) => {
+            // Written by us and synced before the ack: unreadable means the
+            // disk lies. Report the wake as crashed rather than run it blind.
+            tracing::error!(
+                "{id}: message {}: cannot read its payload back: {e}",
+                wake.message_id
+            );
+            return finish(shared, &wake, WakeStatus::Crashed, -1);
+        }
+    };
+    let session = payload.session_id.clone();
 
     // Workspace checks and small file writes: off the async workers, so
     // they never delay the acks of other messages.
@@ -63,7 +78,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         let (s, id, payload, layout, session) = (
             s.clone(),
             id.clone(),
-            wake.payload.clone(),
+            payload.clone(),
             layout.clone(),
             session.clone(),
         );
@@ -85,11 +100,11 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     };
     shared.with_live(|l| {
         l.running.insert(
-            id.to_string(),
+            id.clone(),
             RunningWake {
                 message_id: wake.message_id.clone(),
                 session_id: session.clone(),
-                started_at: frames::now_ts(),
+                started_at: now_ts(),
                 pid: None,
             },
         )
@@ -103,12 +118,10 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             s.agents
                 .get(&id)
                 .and_then(|a| a.append_system_prompt.as_deref()),
-            wake.payload
-                .get("append_system_prompt")
-                .and_then(Value::as_str),
+            payload.append_system_prompt.as_deref(),
         ),
         cwd,
-        stdin_text: format!("{}\n", prompt::wake_prompt(&wake.payload)),
+        stdin_text: format!("{}\n", prompt::wake_prompt(&payload)),
     });
 
     let mut attempt = match &prepared {
@@ -127,7 +140,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         && attempt.stderr_tail.contains(STALE_SESSION)
     {
         tracing::info!(
-            "{id}: claude does not know session {}; retrying without --resume",
+            "{id}: claude does not know session {:?}; retrying without --resume",
             stored.as_deref().unwrap_or_default()
         );
         session_id = None;
@@ -135,21 +148,22 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         attempt = run_attempt(shared, &s, &wake, &layout, p, None).await;
     }
     set_current_session(&layout, None);
-    shared.with_live(|l| l.running.remove(id.as_str()));
+    shared.with_live(|l| l.running.remove(&id));
 
     if attempt.interrupted {
         tracing::info!(
             "{id}: wake for message {} interrupted by shutdown; it runs again after restart",
-            wake.key()
+            wake.message_id
         );
         return WakeEnd::Interrupted;
     }
 
     if let Some(sid) = attempt.transcript.session_id.clone() {
         if Some(&sid) != stored.as_ref() {
-            shared
-                .outbox
-                .push(frames::agent_session_start(id.as_str(), &sid));
+            shared.outbox.push(Outbound::SessionStart {
+                agent_id: id.clone(),
+                claude_session_id: sid.clone(),
+            });
         }
         session_id = Some(sid);
     }
@@ -158,9 +172,9 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     if succeeded
         && let (Some(text), Some(session)) = (attempt.transcript.final_text(), session.as_deref())
         && !text.trim().is_empty()
-        && !attempt.transcript.called_tool(prompt::SEND_MESSAGE_TOOL)
+        && !attempt.transcript.called_tool(&claude_name(SEND_MESSAGE))
     {
-        fallback_reply(shared, id.as_str(), session, text).await;
+        fallback_reply(shared, &id, session, text).await;
     }
 
     let tail = match &attempt.spawn_error {
@@ -172,7 +186,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             "exit_code": attempt.exit_code,
             "session_id": session_id,
             "stderr_tail": tail,
-            "ts": frames::now_ts(),
+            "ts": now_ts(),
         })
     });
 
@@ -183,38 +197,43 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     } else {
         WakeStatus::Crashed
     };
+    finish(shared, &wake, status, attempt.exit_code)
+}
+
+/// The message is done: never run again, and the backend is told how it
+/// ended.
+fn finish(shared: &Arc<Shared>, wake: &PendingWake, status: WakeStatus, exit_code: i64) -> WakeEnd {
     shared.with_ledger(|l| l.finish(&wake.message_id));
-    shared.outbox.push(frames::agent_status(
-        id.as_str(),
+    shared.outbox.push(Outbound::Status {
+        agent_id: wake.agent_id.clone(),
         status,
-        Some(attempt.exit_code),
-    ));
+        exit_code: Some(exit_code),
+    });
     WakeEnd::Finished(status)
 }
 
 /// The daemon answers for claude when it finished without calling
 /// send_message (PROTOCOL §4.9).
-async fn fallback_reply(shared: &Arc<Shared>, agent_id: &str, session: &str, text: &str) {
-    let args = json!({"target": "user", "body": text, "kind": "reply"});
-    match shared
-        .tools
-        .call(
-            agent_id,
-            Some(session),
-            "send_message",
-            args,
-            shared.timing.fallback_timeout,
-        )
-        .await
-    {
-        ToolOutcome::Ok(_) => tracing::info!(
+async fn fallback_reply(shared: &Arc<Shared>, agent_id: &AgentId, session: &str, text: &str) {
+    let call = Call {
+        agent_id,
+        session_id: Some(session),
+        tool_name: SEND_MESSAGE,
+        args: json!({"target": "user", "body": text, "kind": "reply"}),
+        timeout: shared.timing.fallback_timeout,
+    };
+    match shared.tools.call(call).await {
+        Ok(_) => tracing::info!(
             "{agent_id}: claude did not call send_message; the daemon sent its final text"
         ),
-        ToolOutcome::Err(e) => tracing::warn!("{agent_id}: fallback send_message failed: {e}"),
+        Err(e) => tracing::warn!(
+            "{agent_id}: fallback send_message failed: {} {:?}",
+            e.code,
+            e.message
+        ),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// What every attempt of a wake needs, worked out once.
 struct Prepared {
     chief: bool,
@@ -297,7 +316,7 @@ async fn run_attempt(
     };
     let pgid = process::group_of(&child);
     shared.with_live(|l| {
-        if let Some(r) = l.running.get_mut(id) {
+        if let Some(r) = l.running.get_mut(&wake.agent_id) {
             r.pid = child.id();
         }
     });
@@ -308,16 +327,16 @@ async fn run_attempt(
     {
         tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
     }
-    if !matches!(wake.message_id, Value::Null) {
-        shared.outbox.push(frames::delivery_ack(
-            &wake.message_id,
-            AckStatus::Started,
-            None,
-        ));
-    }
-    shared
-        .outbox
-        .push(frames::agent_status(id, WakeStatus::Running, None));
+    shared.outbox.push(Outbound::Ack {
+        message_id: wake.message_id.clone(),
+        status: AckStatus::Started,
+        seq: None,
+    });
+    shared.outbox.push(Outbound::Status {
+        agent_id: wake.agent_id.clone(),
+        status: WakeStatus::Running,
+        exit_code: None,
+    });
 
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::runner::{self, WakeEnd};
-use crate::runtime::ledger::PendingWake;
+use crate::runtime::delivery::ledger::PendingWake;
 use crate::runtime::shared::Shared;
 
 /// Waiting wakes per agent before `queue_full` is signalled.

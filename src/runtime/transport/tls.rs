@@ -1,26 +1,14 @@
-//! Opening the WebSocket (PROTOCOL §1.5): `Authorization: Bearer` on the
-//! upgrade, rustls with the system's and webpki's roots, or — for
-//! `insecure` self-signed development servers only — no certificate check.
+//! TLS for every transport: rustls with the system's and webpki's roots,
+//! or — for `insecure` self-signed development servers only — no
+//! certificate check; and connection errors in words a user can act on.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use thiserror::Error;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream, tungstenite};
-
-use crate::config::Secret;
-
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Said when the certificate's issuer is not trusted: the common case of a
 /// private CA or a self-signed development server.
@@ -43,6 +31,10 @@ pub enum ConnectError {
         detail: String,
         hint: &'static str,
     },
+    /// The server answered the upgrade with another status (404, 502…):
+    /// retried.
+    #[error("cannot connect to {url}: the server answered the upgrade with HTTP {status}")]
+    Status { url: String, status: u16 },
     #[error("cannot connect to {url}: {detail}")]
     Other { url: String, detail: String },
 }
@@ -53,69 +45,11 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub async fn connect(url: &str, key: &Secret, insecure: bool) -> Result<Ws, ConnectError> {
-    let other = |detail: String| ConnectError::Other {
-        url: url.to_string(),
-        detail,
-    };
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| other(e.to_string()))?;
-    let auth = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-        // The error would quote the key: say only what is wrong.
-        .map_err(|_| {
-            other("the API key contains characters not allowed in an HTTP header".into())
-        })?;
-    request.headers_mut().insert("Authorization", auth);
-    let host = request.uri().host().unwrap_or_default().to_string();
-    let connector = match insecure {
-        true => Some(Connector::Rustls(Arc::new(
-            insecure_config().map_err(|e| other(e.to_string()))?,
-        ))),
-        false => None,
-    };
-    // The original accepted 1 MiB messages; tool results can be larger.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(64 << 20));
-    let attempt =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Err(_) => Err(other(format!("timed out after {CONNECT_TIMEOUT:?}"))),
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tungstenite::Error::Http(resp))) => {
-            let code = resp.status().as_u16();
-            if code == 401 || code == 403 {
-                Err(ConnectError::Auth(code))
-            } else {
-                Err(other(format!(
-                    "the server answered the upgrade with HTTP {code}"
-                )))
-            }
-        }
-        // tokio-rustls reports a failed handshake as an io::Error
-        // (InvalidData) wrapping the rustls::Error.
-        Ok(Err(tungstenite::Error::Io(e))) => {
-            match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                Some(tls) => Err(tls_error(url, &host, tls)),
-                None => Err(other(e.to_string())),
-            }
-        }
-        Ok(Err(tungstenite::Error::Tls(tungstenite::error::TlsError::Rustls(tls)))) => {
-            Err(tls_error(url, &host, &tls))
-        }
-        Ok(Err(e)) => Err(other(e.to_string())),
-    }
-}
-
 /// A rustls error from the handshake, in words a user can act on. Only a
 /// rejected certificate is a [`ConnectError::Certificate`]; anything else
 /// (a server that does not speak TLS, no common cipher suite, ...) is not
 /// helped by `insecure` and says so by not suggesting it.
-fn tls_error(url: &str, host: &str, err: &rustls::Error) -> ConnectError {
+pub fn tls_error(url: &str, host: &str, err: &rustls::Error) -> ConnectError {
     use rustls::CertificateError as C;
     let rustls::Error::InvalidCertificate(cert) = err else {
         let hint = match err {
@@ -169,7 +103,8 @@ fn tls_error(url: &str, host: &str, err: &rustls::Error) -> ConnectError {
     }
 }
 
-fn insecure_config() -> Result<rustls::ClientConfig, rustls::Error> {
+/// A client config that accepts any certificate (`insecure = true`).
+pub fn insecure_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(
         rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -298,32 +233,5 @@ mod tests {
             text.contains("presents a CA certificate as its own"),
             "{text}"
         );
-    }
-
-    #[tokio::test]
-    async fn a_server_without_tls_is_not_called_a_certificate_problem() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        install_crypto_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 512];
-            let _ = tcp.read(&mut buf).await;
-            let _ = tcp
-                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                .await;
-        });
-        let url = format!("wss://127.0.0.1:{port}/v1/daemon/ws");
-        let err = connect(&url, &Secret::new("sk_machine_x"), false)
-            .await
-            .err()
-            .unwrap();
-        server.await.unwrap();
-        let text = err.to_string();
-        assert!(matches!(err, ConnectError::Other { .. }), "{err:?}");
-        assert!(text.contains("TLS handshake failed"), "{text}");
-        assert!(text.contains("does not seem to speak TLS"), "{text}");
-        assert!(!text.contains("insecure"), "{text}");
     }
 }

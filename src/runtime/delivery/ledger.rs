@@ -6,18 +6,23 @@
 //! appended to `delivery.journal` (group-committed, see `journal`), and the
 //! snapshot is rewritten only every `COMPACT_EVERY` records. The cost per
 //! message therefore does not grow with history.
+//!
+//! An accepted message's payload lives in the journal only: memory holds a
+//! small entry per pending wake (ids and where its payload is), and the wake
+//! reads the payload back when its turn comes.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use thiserror::Error;
 
-use super::frames::{Deliver, message_key};
 use super::journal::{CompactError, Journal};
 use crate::paths::{AgentId, ProfilePaths};
+use crate::protocol::{Deliver, MessageId};
 
 /// The original keeps the newest 1024 ids (PROTOCOL §3.2).
 pub const DEDUP_WINDOW: usize = 1024;
@@ -31,6 +36,8 @@ pub enum LedgerError {
     Corrupt { path: PathBuf, detail: String },
     #[error("cannot open the delivery journal {}: {source}", path.display())]
     Journal { path: PathBuf, source: io::Error },
+    #[error("message {0} is not pending")]
+    NotPending(String),
 }
 
 /// state.json, field order as the original writes it.
@@ -46,42 +53,97 @@ struct StateFile {
     host_id: Option<String>,
 }
 
-/// A message accepted but not yet run to completion.
+/// A message accepted but not yet run to completion: what the scheduler
+/// queues. Its payload stays in the journal ([`Ledger::load_payload`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingWake {
     pub seq: i64,
     pub agent_id: AgentId,
-    pub message_id: Value,
-    pub payload: Map<String, Value>,
+    pub message_id: MessageId,
 }
 
 impl PendingWake {
     pub fn key(&self) -> String {
-        message_key(&self.message_id)
+        self.message_id.key()
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum Record {
-    Accept {
-        seq: i64,
-        mid: Value,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        wid: Option<String>,
-        agent: String,
-        payload: Map<String, Value>,
-    },
-    Dup {
-        seq: i64,
-        mid: Value,
-    },
-    Done {
-        mid: Value,
-    },
-    Host {
-        host_id: String,
-    },
+/// Where a pending wake's payload is in the journal file.
+#[derive(Debug, Clone, Copy)]
+struct PayloadAt {
+    offset: u64,
+    len: usize,
+}
+
+struct Entry {
+    wake: PendingWake,
+    payload: PayloadAt,
+}
+
+/// One journal line, as written: the op first, the payload last (so its
+/// offset in the line is known without searching).
+#[derive(Serialize)]
+struct LineOut<'a> {
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mid: Option<&'a MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+}
+
+impl<'a> LineOut<'a> {
+    fn op(op: &'static str) -> Self {
+        Self {
+            op,
+            seq: None,
+            mid: None,
+            wid: None,
+            agent: None,
+            host_id: None,
+            payload: None,
+        }
+    }
+
+    /// The line, newline included, and where its payload starts in it.
+    fn encode(&self) -> (Vec<u8>, usize) {
+        let mut line = match serde_json::to_vec(self) {
+            Ok(l) => l,
+            // Plain structs of strings and numbers: this cannot fail, and
+            // an empty record followed by an ack would lose a message.
+            Err(e) => crate::runtime::fatal(&format!("cannot encode a journal record: {e}")),
+        };
+        let payload_start = self
+            .payload
+            .map_or(line.len(), |p| line.len() - 1 - p.get().len());
+        line.push(b'\n');
+        (line, payload_start)
+    }
+}
+
+/// One journal line, as read back.
+#[derive(Deserialize)]
+struct LineIn<'a> {
+    op: String,
+    #[serde(default)]
+    seq: Option<i64>,
+    #[serde(default)]
+    mid: Option<MessageId>,
+    #[serde(default)]
+    wid: Option<String>,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    host_id: Option<String>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
 }
 
 /// What to do with a `deliver`.
@@ -101,10 +163,10 @@ pub struct Ledger {
     last_seq: i64,
     host_id: Option<String>,
     workspace_root: Option<String>,
-    processed: VecDeque<Value>,
+    processed: VecDeque<MessageId>,
     processed_keys: HashMap<String, usize>,
     /// Pending wakes by message key, and their arrival order.
-    pending: HashMap<String, PendingWake>,
+    pending: HashMap<String, Entry>,
     order: VecDeque<String>,
     since_compaction: usize,
 }
@@ -148,14 +210,20 @@ impl Ledger {
             since_compaction: 0,
         };
         for id in state.processed_message_ids {
-            ledger.remember(id);
+            match MessageId::parse(id) {
+                Ok(id) => ledger.remember(id),
+                Err(e) => tracing::warn!("state.json: a processed message id skipped: {e}"),
+            }
         }
+        let mut at = 0usize;
         for (n, line) in text.split(|b| *b == b'\n').enumerate() {
+            let line_at = at;
+            at += line.len() + 1;
             if line.is_empty() {
                 continue;
             }
-            match serde_json::from_slice::<Record>(line) {
-                Ok(r) => ledger.replay(r),
+            match serde_json::from_slice::<LineIn>(line) {
+                Ok(r) => ledger.replay(r, line, line_at as u64),
                 Err(e) => tracing::warn!("{}: line {} skipped: {e}", journal_path.display(), n + 1),
             }
             ledger.since_compaction += 1;
@@ -164,46 +232,50 @@ impl Ledger {
         Ok((ledger, pending))
     }
 
-    fn replay(&mut self, r: Record) {
-        match r {
-            Record::Accept {
-                seq,
-                mid,
-                wid,
-                agent,
-                payload,
-            } => {
+    fn replay(&mut self, r: LineIn, line: &[u8], line_at: u64) {
+        match (r.op.as_str(), r.mid) {
+            ("accept", Some(mid)) => {
+                let (Some(agent), Some(payload)) = (r.agent, r.payload) else {
+                    return;
+                };
                 let Ok(agent_id) = AgentId::parse(&agent) else {
                     return;
                 };
-                self.accept_in_memory(
-                    PendingWake {
-                        seq,
-                        agent_id,
-                        message_id: mid,
-                        payload,
-                    },
-                    wid,
-                );
+                // The payload borrows from `line`: its offset in the file.
+                let in_line = payload.get().as_ptr() as usize - line.as_ptr() as usize;
+                let wake = PendingWake {
+                    seq: r.seq.unwrap_or_default(),
+                    agent_id,
+                    message_id: mid,
+                };
+                let at = PayloadAt {
+                    offset: line_at + in_line as u64,
+                    len: payload.get().len(),
+                };
+                self.accept_in_memory(wake, r.wid, at);
             }
-            Record::Dup { seq, mid } => {
+            ("dup", Some(mid)) => {
                 self.remember(mid);
-                self.last_seq = self.last_seq.max(seq);
+                self.last_seq = self.last_seq.max(r.seq.unwrap_or_default());
             }
-            Record::Done { mid } => {
-                self.finish_in_memory(&message_key(&mid));
+            ("done", Some(mid)) => {
+                self.finish_in_memory(&mid.key());
             }
-            Record::Host { host_id } => self.adopt_in_memory(host_id),
+            ("host", _) => {
+                if let Some(h) = r.host_id {
+                    self.adopt_in_memory(h)
+                }
+            }
+            _ => {}
         }
     }
 
-    fn remember(&mut self, id: Value) {
-        let key = message_key(&id);
-        *self.processed_keys.entry(key).or_default() += 1;
+    fn remember(&mut self, id: MessageId) {
+        *self.processed_keys.entry(id.key()).or_default() += 1;
         self.processed.push_back(id);
         while self.processed.len() > DEDUP_WINDOW {
             if let Some(old) = self.processed.pop_front() {
-                let k = message_key(&old);
+                let k = old.key();
                 if let Some(n) = self.processed_keys.get_mut(&k) {
                     *n -= 1;
                     if *n == 0 {
@@ -218,14 +290,15 @@ impl Ledger {
         self.processed_keys.contains_key(key) || self.pending.contains_key(key)
     }
 
-    fn accept_in_memory(&mut self, wake: PendingWake, wake_id: Option<String>) {
+    fn accept_in_memory(&mut self, wake: PendingWake, wake_id: Option<String>, at: PayloadAt) {
         self.last_seq = self.last_seq.max(wake.seq);
         self.remember(wake.message_id.clone());
         if let Some(w) = wake_id {
-            self.remember(Value::String(w));
+            self.remember(MessageId::string(&w));
         }
         let key = wake.key();
-        if self.pending.insert(key.clone(), wake).is_none() {
+        let entry = Entry { wake, payload: at };
+        if self.pending.insert(key.clone(), entry).is_none() {
             self.order.push_back(key);
         }
     }
@@ -249,29 +322,35 @@ impl Ledger {
         self.order.retain(|k| pending.contains_key(k));
         self.order
             .iter()
-            .filter_map(|k| self.pending.get(k).cloned())
+            .filter_map(|k| self.pending.get(k).map(|e| e.wake.clone()))
             .collect()
     }
 
-    /// Write a record (durable only at the next `sync`); compact when
-    /// enough have accumulated.
-    fn write(&mut self, r: &Record) {
-        let mut line = serde_json::to_vec(r).unwrap_or_default();
-        line.push(b'\n');
-        if let Err(e) = self.journal.write(&line) {
-            self.fatal(e);
-        }
+    /// Write a record (durable only at the next `sync`); returns where the
+    /// payload, if any, landed in the file.
+    fn write(&mut self, line: &LineOut) -> PayloadAt {
+        let (bytes, payload_start) = line.encode();
+        let offset = match self.journal.write(&bytes) {
+            Ok(at) => at,
+            Err(e) => self.fatal(e),
+        };
         self.since_compaction += 1;
-        if self.since_compaction >= COMPACT_EVERY {
-            self.compact();
+        PayloadAt {
+            offset: offset + payload_start as u64,
+            len: line.payload.map_or(0, |p| p.get().len()),
         }
     }
 
     /// Make every record written so far durable. Whatever was decided is
-    /// acted on (acked, run) only after this.
+    /// acted on (acked, run) only after this. Compaction, when due, runs
+    /// here: after the sync, so the snapshot never claims more than the
+    /// journal has made durable.
     pub fn sync(&mut self) {
         if let Err(e) = self.journal.sync() {
             self.fatal(e);
+        }
+        if self.since_compaction >= COMPACT_EVERY {
+            self.compact();
         }
     }
 
@@ -279,11 +358,10 @@ impl Ledger {
     /// cannot be taken back: stop the process (the service manager restarts
     /// it, and the backend redelivers whatever was not acked).
     fn fatal(&self, e: io::Error) -> ! {
-        tracing::error!(
+        crate::runtime::fatal(&format!(
             "cannot write the delivery journal {}: {e}; exiting so nothing is acknowledged that is not on disk",
             self.journal.path().display()
-        );
-        std::process::exit(1);
+        ))
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -302,6 +380,7 @@ impl Ledger {
     pub fn set_workspace_root(&mut self, root: &str) {
         if self.workspace_root.as_deref() != Some(root) {
             self.workspace_root = Some(root.to_string());
+            self.sync();
             self.compact();
         }
     }
@@ -310,7 +389,8 @@ impl Ledger {
         self.pending.len()
     }
 
-    /// Adopt the host id from `hello`. Returns true when it changed.
+    /// Adopt the host id from `hello` (or `/ready`). Returns true when it
+    /// replaced a different one.
     pub fn adopt_host(&mut self, host_id: &str) -> bool {
         if host_id.is_empty() || self.host_id.as_deref() == Some(host_id) {
             return false;
@@ -318,23 +398,31 @@ impl Ledger {
         let changed = self.host_id.is_some();
         if changed {
             tracing::warn!(
-                "host id changed from {} to {host_id}: resetting last_seq and the dedup list",
+                "host id changed from {:?} to {host_id:?}: resetting last_seq and the dedup list",
                 self.host_id.as_deref().unwrap_or_default()
             );
         }
         self.adopt_in_memory(host_id.to_string());
-        self.write(&Record::Host {
-            host_id: host_id.to_string(),
-        });
+        let mut line = LineOut::op("host");
+        line.host_id = Some(host_id);
+        self.write(&line);
         self.sync();
         changed
+    }
+
+    /// `last_seq = max(local, server)` after the SSE `/ready` answer
+    /// (PROTOCOL §2.3).
+    pub fn raise_last_seq(&mut self, seq: i64) {
+        if seq > self.last_seq {
+            self.last_seq = seq;
+        }
     }
 
     /// Decide about a deliver and write the decision (PROTOCOL §3.1). Act
     /// on it (ack, run) only after `sync`: that covers a duplicate too,
     /// whose original record may still be in the same unsynced batch.
     pub fn record_deliver(&mut self, d: &Deliver) -> Decision {
-        let key = d.message_key();
+        let key = d.message_id.key();
         if self.seen(&key) {
             return Decision::Duplicate;
         }
@@ -343,67 +431,120 @@ impl Ledger {
         {
             self.remember(d.message_id.clone());
             self.last_seq = self.last_seq.max(d.seq);
-            self.write(&Record::Dup {
-                seq: d.seq,
-                mid: d.message_id.clone(),
-            });
+            let mut line = LineOut::op("dup");
+            line.seq = Some(d.seq);
+            line.mid = Some(&d.message_id);
+            self.write(&line);
             return Decision::WakeDuplicate;
         }
+        let mut line = LineOut::op("accept");
+        line.seq = Some(d.seq);
+        line.mid = Some(&d.message_id);
+        line.wid = d.wake_id.as_deref();
+        line.agent = Some(d.agent_id.as_str());
+        line.payload = Some(d.payload);
+        let at = self.write(&line);
         let wake = PendingWake {
             seq: d.seq,
             agent_id: d.agent_id.clone(),
             message_id: d.message_id.clone(),
-            payload: d.payload.clone(),
         };
-        self.accept_in_memory(wake.clone(), d.wake_id.clone());
-        self.write(&Record::Accept {
-            seq: d.seq,
-            mid: d.message_id.clone(),
-            wid: d.wake_id.clone(),
-            agent: d.agent_id.to_string(),
-            payload: d.payload.clone(),
-        });
+        self.accept_in_memory(wake.clone(), d.wake_id.clone(), at);
         Decision::Accept(wake)
     }
 
+    /// A pending wake's payload (its JSON text), read back from the journal.
+    pub fn load_payload(&self, wake: &PendingWake) -> Result<String, LedgerError> {
+        let key = wake.key();
+        let entry = self
+            .pending
+            .get(&key)
+            .ok_or_else(|| LedgerError::NotPending(wake.message_id.to_string()))?;
+        let journal_err = |source| LedgerError::Journal {
+            path: self.journal.path().to_path_buf(),
+            source,
+        };
+        let bytes = self
+            .journal
+            .read_at(entry.payload.offset, entry.payload.len)
+            .map_err(journal_err)?;
+        String::from_utf8(bytes).map_err(|_| {
+            journal_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a payload is not UTF-8",
+            ))
+        })
+    }
+
     /// A wake ran to completion: it must never run again.
-    pub fn finish(&mut self, message_id: &Value) {
-        if self.finish_in_memory(&message_key(message_id)) {
-            self.write(&Record::Done {
-                mid: message_id.clone(),
-            });
+    pub fn finish(&mut self, message_id: &MessageId) {
+        if self.finish_in_memory(&message_id.key()) {
+            let mut line = LineOut::op("done");
+            line.mid = Some(message_id);
+            self.write(&line);
         }
     }
 
-    /// Rewrite state.json and shrink the journal to the pending wakes.
+    /// Rewrite state.json and shrink the journal to the pending wakes. Call
+    /// only right after a sync.
     pub fn compact(&mut self) {
         let snapshot = StateFile {
             last_seq: self.last_seq,
-            processed_message_ids: self.processed.iter().cloned().collect(),
+            processed_message_ids: self
+                .processed
+                .iter()
+                .map(|m| m.as_value().clone())
+                .collect(),
             workspace_root: self.workspace_root.clone(),
             host_id: self.host_id.clone(),
         };
-        let snapshot = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+        let snapshot = match serde_json::to_vec_pretty(&snapshot) {
+            Ok(s) => s,
+            Err(e) => crate::runtime::fatal(&format!("cannot encode state.json: {e}")),
+        };
         let mut records = Vec::new();
+        let mut moved = Vec::new();
         for wake in self.pending_in_order() {
-            let r = Record::Accept {
-                seq: wake.seq,
-                mid: wake.message_id.clone(),
-                wid: None,
-                agent: wake.agent_id.to_string(),
-                payload: wake.payload.clone(),
+            let payload = match self.load_payload(&wake) {
+                Ok(p) => p,
+                Err(e) => crate::runtime::fatal(&format!("compacting the journal: {e}")),
             };
-            records.extend(serde_json::to_vec(&r).unwrap_or_default());
-            records.push(b'\n');
+            let Ok(raw) = RawValue::from_string(payload) else {
+                crate::runtime::fatal("compacting the journal: a payload is not JSON");
+            };
+            let mut line = LineOut::op("accept");
+            line.seq = Some(wake.seq);
+            line.mid = Some(&wake.message_id);
+            line.agent = Some(wake.agent_id.as_str());
+            line.payload = Some(&raw);
+            let (bytes, payload_start) = line.encode();
+            moved.push((
+                wake.key(),
+                PayloadAt {
+                    offset: (records.len() + payload_start) as u64,
+                    len: raw.get().len(),
+                },
+            ));
+            records.extend_from_slice(&bytes);
         }
-        self.since_compaction = self.pending.len();
         match self.journal.compact(&records, &self.state_path, &snapshot) {
-            Ok(()) => {}
-            // The old journal stays in use and still holds everything.
-            Err(e @ CompactError::Snapshot(_)) => tracing::error!(
-                "cannot compact the delivery journal {}: {e}",
-                self.journal.path().display()
-            ),
+            Ok(()) => {
+                for (key, at) in moved {
+                    if let Some(e) = self.pending.get_mut(&key) {
+                        e.payload = at;
+                    }
+                }
+                self.since_compaction = self.pending.len();
+            }
+            // The old journal stays in use and still holds everything;
+            // try again after as many records.
+            Err(e @ CompactError::Snapshot(_)) => {
+                self.since_compaction = 0;
+                tracing::error!(
+                    "cannot compact the delivery journal {}: {e}",
+                    self.journal.path().display()
+                )
+            }
             Err(CompactError::Journal(e)) => self.fatal(e),
         }
     }
@@ -412,26 +553,31 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::frames::{Inbound, parse};
+    use crate::protocol::frames::{DeliverPayload, Inbound, parse};
 
-    fn deliver(seq: i64, mid: &str, wake: Option<&str>) -> Deliver {
+    fn deliver(seq: i64, mid: &str, wake: Option<&str>) -> String {
         let wake = wake
             .map(|w| format!(",\"wake_id\":\"{w}\""))
             .unwrap_or_default();
-        let text = format!(
-            r#"{{"type":"deliver","seq":{seq},"payload":{{"agent_id":"a","message_id":"{mid}","body":"b"{wake}}}}}"#
-        );
-        match parse(&text).unwrap() {
-            Inbound::Deliver(d) => d,
-            _ => unreachable!(),
-        }
+        format!(
+            r#"{{"type":"deliver","seq":{seq},"payload":{{"agent_id":"a","message_id":"{mid}","body":"body of {mid}"{wake}}}}}"#
+        )
     }
 
     /// record_deliver and make it durable, as the session does.
-    fn decide(l: &mut Ledger, d: &Deliver) -> Decision {
-        let decision = l.record_deliver(d);
+    fn decide(l: &mut Ledger, text: &str) -> Decision {
+        let Ok(Inbound::Deliver(d)) = parse(text) else {
+            unreachable!()
+        };
+        let decision = l.record_deliver(&d);
         l.sync();
         decision
+    }
+
+    fn body(l: &Ledger, wake: &PendingWake) -> String {
+        DeliverPayload::parse(&l.load_payload(wake).unwrap())
+            .unwrap()
+            .body
     }
 
     fn paths(dir: &Path) -> ProfilePaths {
@@ -461,7 +607,7 @@ mod tests {
                 decide(&mut l, &deliver(3, "m3", None)),
                 Decision::Accept(_)
             ));
-            l.finish(&Value::from("m1"));
+            l.finish(&MessageId::string("m1"));
             assert_eq!(l.last_seq(), 3);
         }
         // "Crash": reopen from the journal alone.
@@ -470,6 +616,7 @@ mod tests {
             pending.iter().map(PendingWake::key).collect::<Vec<_>>(),
             ["m3"]
         );
+        assert_eq!(body(&l, &pending[0]), "body of m3");
         assert_eq!(l.last_seq(), 3);
         assert_eq!(decide(&mut l, &deliver(1, "m1", None)), Decision::Duplicate);
         assert_eq!(decide(&mut l, &deliver(3, "m3", None)), Decision::Duplicate);
@@ -484,7 +631,7 @@ mod tests {
             l.adopt_host("host_1");
             for i in 0..(COMPACT_EVERY + 10) {
                 decide(&mut l, &deliver(i as i64 + 1, &format!("m{i}"), None));
-                l.finish(&Value::from(format!("m{i}")));
+                l.finish(&MessageId::string(&format!("m{i}")));
             }
             decide(&mut l, &deliver(99_999, "pending", None));
             l.compact();
@@ -515,8 +662,9 @@ mod tests {
             1,
             "journal shrinks to the pending wake"
         );
-        let (_, pending) = Ledger::open(&p).unwrap();
+        let (l, pending) = Ledger::open(&p).unwrap();
         assert_eq!(pending.len(), 1);
+        assert_eq!(body(&l, &pending[0]), "body of pending");
     }
 
     #[test]

@@ -84,9 +84,10 @@ impl Journal {
         &self.path
     }
 
-    /// Write a record (one JSON line, newline included). Durable only after
-    /// the next `sync`.
-    pub fn write(&mut self, record: &[u8]) -> io::Result<()> {
+    /// Write a record (one JSON line, newline included) and return the
+    /// offset it starts at. Durable only after the next `sync`.
+    pub fn write(&mut self, record: &[u8]) -> io::Result<u64> {
+        let start = self.pos;
         let end = self.pos + record.len() as u64;
         if end + CHUNK / 4 <= self.allocated {
             self.file.write_all_at(record, self.pos)?;
@@ -100,7 +101,14 @@ impl Journal {
         }
         self.pos = end;
         self.unsynced = true;
-        Ok(())
+        Ok(start)
+    }
+
+    /// `len` bytes of the file from `at` (a record written earlier).
+    pub fn read_at(&self, at: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, at)?;
+        Ok(buf)
     }
 
     /// Make every record written so far durable (one fdatasync, none when

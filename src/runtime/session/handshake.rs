@@ -1,0 +1,162 @@
+//! Opening a session: connect, learn the backend's host id, tell it what
+//! this daemon runs and where to resume (docs/PROTOCOL.md, "Handshake").
+//! Over WebSocket the server speaks first (`hello`), then we send `ready`
+//! and `resume {last_seq}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::protocol::outbound::{Ready, Runtime};
+use crate::protocol::{Inbound, Outbound};
+use crate::runtime::detect;
+use crate::runtime::settings::Settings;
+use crate::runtime::shared::Shared;
+use crate::runtime::transport::{ConnectError, Event, FrameReader, ws};
+
+/// Why a session could not be opened.
+#[derive(Debug)]
+pub enum Failure {
+    /// 401/403: the key is refused. Terminal.
+    Auth(ConnectError),
+    Shutdown,
+    /// Anything else: retried after a backoff.
+    Other(String),
+}
+
+/// An open session, ready for the pump.
+pub struct Established<R, W> {
+    pub reader: R,
+    pub writer: W,
+    pub host_id: String,
+}
+
+impl From<ConnectError> for Failure {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Auth(_) => Self::Auth(e),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// Connect over WebSocket and complete the handshake.
+pub async fn ws(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    startup: &mut Option<Vec<Runtime>>,
+) -> Result<Established<ws::Reader, ws::Writer>, Failure> {
+    let url = ws::url(&settings.server_url);
+    let (mut reader, mut writer) =
+        ws::connect(&url, &settings.api_key, settings.insecure, MAX_FRAME).await?;
+    let host_id = ws_greeting(&mut reader, &mut writer, shared, settings, startup).await?;
+    Ok(Established {
+        reader,
+        writer,
+        host_id,
+    })
+}
+
+/// Largest frame accepted from the backend. The original accepted 1 MiB
+/// messages; tool results can be larger.
+const MAX_FRAME: usize = 64 << 20;
+
+/// `hello` in, `ready` and `resume` out, on an open socket.
+pub async fn ws_greeting<S: AsyncRead + AsyncWrite + Unpin>(
+    reader: &mut ws::Reader<S>,
+    writer: &mut ws::Writer<S>,
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    startup: &mut Option<Vec<Runtime>>,
+) -> Result<String, Failure> {
+    let host_id = hello(reader, shared).await?;
+    let last_seq = adopt_host(shared, &host_id);
+    let ready = ready(shared, settings, startup).await;
+    for frame in [ready.envelope(), Outbound::Resume { last_seq }.envelope()] {
+        writer
+            .send_text(frame)
+            .await
+            .map_err(|e| Failure::Other(format!("sending the handshake failed: {e}")))?;
+    }
+    tracing::info!("connected: host_id={host_id:?} last_seq={last_seq}");
+    Ok(host_id)
+}
+
+/// The server speaks first; one that never does is not waited for forever
+/// (the original hung).
+async fn hello<R: FrameReader>(reader: &mut R, shared: &Arc<Shared>) -> Result<String, Failure> {
+    let limit: Duration = shared.timing.hello_timeout;
+    let first = tokio::select! {
+        r = tokio::time::timeout(limit, reader.next()) => r,
+        () = shared.cancel.cancelled() => return Err(Failure::Shutdown),
+    };
+    let text = match first {
+        Err(_) => return Err(Failure::Other(format!("no hello within {limit:?}"))),
+        Ok(Event::Closed(reason)) => {
+            return Err(Failure::Other(format!(
+                "server closed before hello: {reason}"
+            )));
+        }
+        Ok(Event::Frame(t)) => t,
+    };
+    match crate::protocol::frames::parse(text.as_str()) {
+        Ok(Inbound::Hello { host_id }) => Ok(host_id),
+        Ok(other) => Err(Failure::Other(format!(
+            "expected hello frame, got {}",
+            kind(&other)
+        ))),
+        Err(e) => Err(Failure::Other(format!(
+            "expected hello frame, got an invalid one: {e}"
+        ))),
+    }
+}
+
+fn kind(frame: &Inbound) -> String {
+    match frame {
+        Inbound::Hello { .. } => "hello".into(),
+        Inbound::Ping => "ping".into(),
+        Inbound::Assign(_) => "assign".into(),
+        Inbound::Unassign { .. } => "unassign".into(),
+        Inbound::Deliver(_) => "deliver".into(),
+        Inbound::ToolResult(_) => "tool_result".into(),
+        Inbound::Bye { .. } => "bye".into(),
+        Inbound::Other(ty) => format!("{ty:?}"),
+    }
+}
+
+/// Take the backend's host id (PROTOCOL §3.3). A different backend resets
+/// the dedup state, and frames queued for the old one do not follow.
+/// Returns `last_seq` to resume from.
+pub fn adopt_host(shared: &Arc<Shared>, host_id: &str) -> i64 {
+    let (changed, last_seq) = shared.with_ledger(|l| (l.adopt_host(host_id), l.last_seq()));
+    if changed {
+        let dropped = shared.outbox.clear();
+        if dropped > 0 {
+            tracing::warn!(
+                "{dropped} frame(s) queued for the previous host were dropped: they do not concern {host_id:?}"
+            );
+        }
+    }
+    shared.with_live(|l| l.host_id = Some(host_id.to_string()).filter(|h| !h.is_empty()));
+    last_seq
+}
+
+/// The `ready` payload: runtimes detected now (except the first time:
+/// `start` has just done it) and the host-level workspace root if set.
+async fn ready(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    startup: &mut Option<Vec<Runtime>>,
+) -> Ready {
+    let runtimes = match startup.take() {
+        Some(r) => r,
+        None => detect::detect(&settings.home.home, std::env::var_os("PATH")).await,
+    };
+    let workspace_root = settings
+        .workspace_root
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| shared.with_ledger(|l| l.workspace_root().map(String::from)));
+    Ready::new(runtimes, workspace_root)
+}

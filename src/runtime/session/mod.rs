@@ -1,0 +1,135 @@
+//! The link to the backend, kept up until shutdown: connect and handshake
+//! (`handshake`), exchange frames until the connection ends (`pump`), then
+//! reconnect — at once when the settings changed, after a backoff when the
+//! connection was lost. 401/403 and a `bye` for a removed host end the
+//! daemon; everything else is retried (docs/PROTOCOL.md, "Reconnecting").
+
+pub mod handshake;
+pub mod pump;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::settings::Settings;
+use super::shared::{Connection, Shared};
+use super::timing::Backoff;
+use super::transport::ConnectError;
+use super::wake::scheduler::Scheduler;
+use crate::protocol::outbound::{Runtime, now_ts};
+use handshake::Failure;
+
+#[derive(Debug, Error)]
+pub enum Fatal {
+    #[error(transparent)]
+    Auth(ConnectError),
+    #[error(
+        "the backend removed this host (bye: {0:?}); not reconnecting. Register the machine again in the cloudagent UI."
+    )]
+    HostRemoved(String),
+}
+
+/// How a session ended.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Shutdown,
+    /// The settings it was connected with changed (server, key, TLS):
+    /// reconnect at once, with the new ones.
+    Reconfigured,
+    /// The connection went away; `handshake` tells whether it got as far as
+    /// a complete handshake (which resets the backoff).
+    Lost {
+        handshake: bool,
+        reason: String,
+    },
+    HostRemoved(String),
+}
+
+/// Keep the daemon connected until shutdown or a terminal error.
+/// `runtimes`: what `start` just detected (and printed), for the first
+/// handshake; later handshakes detect again.
+pub async fn run(
+    shared: Arc<Shared>,
+    scheduler: Arc<Scheduler>,
+    runtimes: Vec<Runtime>,
+) -> Result<(), Fatal> {
+    let mut startup = Some(runtimes);
+    let mut backoff = Backoff::new(shared.timing.backoff_base, shared.timing.backoff_max);
+    let mut settings_rx = shared.watch_settings();
+    loop {
+        let settings = settings_rx.borrow_and_update().clone();
+        shared.with_live(|l| l.connection = Connection::Connecting);
+        let attempt = tokio::select! {
+            r = handshake::ws(&shared, &settings, &mut startup) => r,
+            () = reconnect_needed(&mut settings_rx, &settings) => {
+                tracing::info!("the server settings changed during the handshake: reconnecting");
+                continue;
+            }
+            () = shared.cancel.cancelled() => return Ok(()),
+        };
+        let ended = match attempt {
+            Err(Failure::Auth(e)) => {
+                shared.with_live(|l| {
+                    l.connection = Connection::AuthFailed;
+                    l.last_error = Some(e.to_string());
+                });
+                return Err(Fatal::Auth(e));
+            }
+            Err(Failure::Shutdown) => return Ok(()),
+            Err(Failure::Other(reason)) => Ended::Lost {
+                handshake: false,
+                reason,
+            },
+            Ok(link) => pump::run(link, &shared, &scheduler, &mut settings_rx, &settings).await,
+        };
+        let reason = match ended {
+            Ended::Shutdown => return Ok(()),
+            Ended::HostRemoved(reason) => return Err(Fatal::HostRemoved(reason)),
+            Ended::Reconfigured => {
+                tracing::info!("the server settings changed: reconnecting");
+                continue;
+            }
+            Ended::Lost { handshake, reason } => {
+                if handshake {
+                    backoff.reset();
+                }
+                reason
+            }
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            "connection to {}: {reason}; reconnecting in {:.1} s",
+            settings.server_url,
+            delay.as_secs_f64()
+        );
+        shared.with_live(|l| {
+            l.connection = Connection::Disconnected { since: now_ts() };
+            l.last_error = Some(reason);
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = reconnect_needed(&mut settings_rx, &settings) => {}
+            () = shared.cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// Whether a connection made with `old` must be made again with `new`.
+pub fn needs_reconnect(old: &Settings, new: &Settings) -> bool {
+    old.server_url != new.server_url || old.api_key != new.api_key || old.insecure != new.insecure
+}
+
+/// Resolves once the settings have changed in a way that needs a new
+/// connection (other changes, such as the agents, are taken as they come).
+pub async fn reconnect_needed(rx: &mut watch::Receiver<Arc<Settings>>, connected_with: &Settings) {
+    loop {
+        if rx.changed().await.is_err() {
+            // The daemon is going away; shutdown ends the session.
+            return std::future::pending().await;
+        }
+        if needs_reconnect(connected_with, &rx.borrow_and_update()) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! How frames travel between daemon and backend. The session
+//! (`runtime::session`) is written against [`FrameReader`] and
+//! [`FrameWriter`]; each transport implements them: `ws` (one WebSocket
+//! both ways). What is not transport — delivery, acks, wakes, tool calls,
+//! the outbox — is shared (docs/PROTOCOL.md, "Transports").
+
+pub mod tls;
+pub mod ws;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use tls::ConnectError;
+
+use crate::runtime::delivery::outbox::Outbox;
+
+/// One frame's JSON text, as the transport received it (not copied).
+pub enum FrameText {
+    Ws(Utf8Bytes),
+    Owned(String),
+}
+
+impl FrameText {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Ws(t) => t.as_str(),
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+/// What the receiving side of a connection yields.
+pub enum Event {
+    Frame(FrameText),
+    /// The connection ended, and why.
+    Closed(String),
+}
+
+/// The receiving half of a connection.
+pub(crate) trait FrameReader {
+    /// The next frame, or why the connection ended.
+    async fn next(&mut self) -> Event;
+    /// A frame that has already arrived, without waiting (so a burst is
+    /// handled as one batch).
+    fn next_now(&mut self) -> Option<Event>;
+}
+
+/// The sending half of a connection. Frames go through the outbox, which
+/// survives the connection; a writer takes them out once they are sent.
+pub(crate) trait FrameWriter {
+    /// Answer the server's application ping.
+    async fn pong(&mut self) -> Result<(), String>;
+    /// Send every frame queued now, in order.
+    async fn flush(&mut self, outbox: &Outbox) -> Result<(), String>;
+    /// Wait for the next queued frame and send it.
+    async fn send_next(&mut self, outbox: &Outbox) -> Result<(), String>;
+    /// Say goodbye, as far as the transport can.
+    async fn close(&mut self, why: &str);
+}
