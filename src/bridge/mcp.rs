@@ -26,6 +26,7 @@ use crate::protocol::env::SOCKET_PATH as SOCKET_PATH_ENV;
 use crate::protocol::ipc::{Request, ToolCallArgs};
 use crate::protocol::tools::{CHIEF_TOOLS, is_chief_tool};
 use crate::runtime::timing::Timing;
+use crate::runtime::wake::token;
 use crate::workspace::AgentLayout;
 
 /// How much longer the bridge waits for the daemon than the daemon waits
@@ -44,12 +45,20 @@ pub struct BridgeConfig {
     pub is_chief: bool,
     /// The daemon's tool timeout + [`IPC_MARGIN`].
     pub ipc_timeout: Duration,
+    /// Where the running wake's token is (`--token-file`, else the
+    /// agent's `.meta/claude-token.txt`); read at each call, since the
+    /// daemon writes it per wake.
+    pub token_file: Option<PathBuf>,
 }
 
 impl BridgeConfig {
     /// Resolve from the environment (HOME, the socket override, the test
     /// timing) for an agent of `profile`.
-    pub fn from_env(agent_id: &str, profile: ProfileName) -> Result<Self, String> {
+    pub fn from_env(
+        agent_id: &str,
+        profile: ProfileName,
+        token_file: Option<PathBuf>,
+    ) -> Result<Self, String> {
         let id = AgentId::parse(agent_id).map_err(|e| format!("--agent-id: {e}"))?;
         let timing = Timing::from_env()?;
         let override_socket = std::env::var_os(SOCKET_PATH_ENV)
@@ -65,16 +74,18 @@ impl BridgeConfig {
             (Err(_), Some(socket)) => (socket, None),
             (Err(e), None) => return Err(e),
         };
-        let is_chief = match &paths {
-            Some(p) => read_is_chief(&AgentLayout::new(p, &id).identity()),
-            None => false,
-        };
+        let layout = paths.as_ref().map(|p| AgentLayout::new(p, &id));
+        let is_chief = layout
+            .as_ref()
+            .is_some_and(|l| read_is_chief(&l.identity()));
+        let token_file = token_file.or_else(|| layout.map(|l| l.claude_token()));
         Ok(Self {
             agent_id: id.as_str().to_string(),
             profile,
             socket,
             is_chief,
             ipc_timeout: timing.tool_timeout + IPC_MARGIN,
+            token_file,
         })
     }
 
@@ -143,7 +154,7 @@ impl Bridge {
             tool_name: tool.to_string(),
             tool_args: tools::forwarded_args(args),
             session_id: None,
-            token: None,
+            token: cfg.token_file.as_deref().and_then(token::read_presented),
         });
         let outcome = ipc::call(&cfg.socket, &request, cfg.ipc_timeout).await;
         let elapsed = started.elapsed();
@@ -306,6 +317,7 @@ mod tests {
             socket: "/nonexistent/bridge.sock".into(),
             is_chief,
             ipc_timeout: Duration::from_secs(1),
+            token_file: None,
         }
     }
 

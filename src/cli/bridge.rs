@@ -16,9 +16,11 @@ pub struct BridgeArgs {
     pub agent_id: String,
     #[command(flatten)]
     pub profile: ProfileArg,
-    /// Accepted for MCP configs written by 0.2.4, and ignored (the original
-    /// only logged whether the file existed).
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// The running wake's token file, written by the daemon before it
+    /// starts claude (default: the agent's `.meta/claude-token.txt`).
+    /// Tool calls work only while it holds the token of the agent's
+    /// running wake (SECURITY.md).
+    #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 }
 
@@ -39,7 +41,7 @@ pub fn run(args: &BridgeArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let config = match BridgeConfig::from_env(&args.agent_id, profile) {
+    let config = match BridgeConfig::from_env(&args.agent_id, profile, args.token_file.clone()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("mcp-bridge: {e}");

@@ -31,6 +31,12 @@ pub fn allowed(tool: &str, chief: bool) -> bool {
     STAFF_TOOLS.contains(&tool) || (chief && is_chief_tool(tool))
 }
 
+/// The tools an agent gets.
+pub fn names(chief: bool) -> Vec<&'static str> {
+    let chief_tools: &[&str] = if chief { &CHIEF_TOOLS } else { &[] };
+    STAFF_TOOLS.iter().chain(chief_tools).copied().collect()
+}
+
 /// The name claude knows a tool by.
 pub fn claude_name(tool: &str) -> String {
     format!("mcp__{MCP_SERVER}__{tool}")

@@ -136,7 +136,7 @@ pub fn agent_entries(
         file(layout.identity(), identity.to_json(), 0o600),
         file(
             layout.mcp_config(),
-            workspace::mcp_config_json(exe, id, profile),
+            workspace::mcp_config_json(exe, layout, id, profile),
             0o644,
         ),
     ];

@@ -13,6 +13,7 @@ use super::delivery::outbox::Outbox;
 use super::settings::Settings;
 use super::timing::Timing;
 use super::tool_calls::ToolCalls;
+use super::wake::token::WakeToken;
 use crate::paths::AgentId;
 use crate::protocol::MessageId;
 use crate::protocol::outbound::now_ts;
@@ -81,6 +82,17 @@ pub struct RunningWake {
     pub session_id: Option<String>,
     pub started_at: String,
     pub pid: Option<u32>,
+    /// What the wake's bridge may do; never shown.
+    #[serde(skip)]
+    pub grant: Option<Grant>,
+}
+
+/// The tool rights of a running wake: calls must present its token, and
+/// chief tools need a chief.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub token: WakeToken,
+    pub chief: bool,
 }
 
 impl Shared {

@@ -54,6 +54,10 @@ impl AgentLayout {
     pub fn current_session(&self) -> PathBuf {
         self.meta().join("current-session.txt")
     }
+    /// The running wake's bridge token (SECURITY.md, "The bridge socket").
+    pub fn claude_token(&self) -> PathBuf {
+        self.meta().join("claude-token.txt")
+    }
     pub fn archived_marker(&self) -> PathBuf {
         self.meta().join("archived.txt")
     }
@@ -62,34 +66,41 @@ impl AgentLayout {
 /// The MCP config claude is started with (PROTOCOL §5.1). The server key
 /// `cloudagent` gives claude-side names `mcp__cloudagent__<tool>`. Unlike the
 /// original we name the bridge by absolute path (claude's PATH may not
-/// contain us) and pass the profile explicitly (the original's bridge read
-/// the default profile's identity for every profile).
-pub fn mcp_config_json(bridge_exe: &Path, id: &AgentId, profile: &ProfileName) -> String {
+/// contain us), pass the profile explicitly (the original's bridge read the
+/// default profile's identity for every profile), join each flag to its
+/// value (an id starting with `-` stays a value), and the token file the
+/// original named but never wrote is the running wake's token
+/// (SECURITY.md).
+pub fn mcp_config_json(
+    bridge_exe: &Path,
+    layout: &AgentLayout,
+    id: &AgentId,
+    profile: &ProfileName,
+) -> String {
     // Typed rather than json!: rendered for every agent on every plan.
     #[derive(serde::Serialize)]
-    struct Config<'a> {
+    struct Config {
         #[serde(rename = "mcpServers")]
-        mcp_servers: Servers<'a>,
+        mcp_servers: Servers,
     }
     #[derive(serde::Serialize)]
-    struct Servers<'a> {
-        cloudagent: Server<'a>,
+    struct Servers {
+        cloudagent: Server,
     }
     #[derive(serde::Serialize)]
-    struct Server<'a> {
+    struct Server {
         command: String,
-        args: [&'a str; 5],
+        args: [String; 4],
     }
     let config = Config {
         mcp_servers: Servers {
             cloudagent: Server {
                 command: bridge_exe.display().to_string(),
                 args: [
-                    "mcp-bridge",
-                    "--agent-id",
-                    id.as_str(),
-                    "--profile",
-                    profile.as_str(),
+                    "mcp-bridge".to_string(),
+                    format!("--agent-id={id}"),
+                    format!("--token-file={}", layout.claude_token().display()),
+                    format!("--profile={profile}"),
                 ],
             },
         },

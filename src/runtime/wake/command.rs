@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::PermissionMode;
 use crate::paths::ProfileName;
 use crate::protocol::env::{PROFILE as PROFILE_ENV, SOCKET_PATH as SOCKET_ENV};
-use crate::protocol::tools::{CHIEF_TOOLS, STAFF_TOOLS, claude_name};
+use crate::protocol::tools::{self, claude_name};
 
 /// Variables that make claude believe it runs nested inside another Claude
 /// Code session (it refuses) or attach to that session's IDE.
@@ -30,11 +30,9 @@ const PROXY_VARS: [&str; 6] = [
 
 /// The `--allowedTools` value: one comma-joined argument.
 pub fn allowed_tools(chief: bool) -> String {
-    let extra: &[&str] = if chief { &CHIEF_TOOLS } else { &[] };
-    STAFF_TOOLS
-        .iter()
-        .chain(extra)
-        .map(|t| claude_name(t))
+    tools::names(chief)
+        .into_iter()
+        .map(claude_name)
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -6,3 +6,4 @@ pub mod prompt;
 pub mod runner;
 pub mod scheduler;
 pub mod stream;
+pub mod token;

@@ -12,6 +12,7 @@ use super::command::{self, EnvPolicy, Spec};
 use super::process;
 use super::prompt;
 use super::stream::Transcript;
+use super::token::WakeToken;
 use crate::fsutil;
 use crate::paths::AgentId;
 use crate::protocol::frames::DeliverPayload;
@@ -21,7 +22,7 @@ use crate::protocol::{AckStatus, Outbound, WakeStatus};
 use crate::runtime::agents;
 use crate::runtime::delivery::ledger::PendingWake;
 use crate::runtime::settings::Settings;
-use crate::runtime::shared::{RunningWake, Shared};
+use crate::runtime::shared::{Grant, RunningWake, Shared};
 use crate::runtime::tool_calls::Call;
 use crate::workspace::AgentLayout;
 
@@ -83,7 +84,13 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             session.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let ready = agents::ensure_for_wake(&s, &id, &payload);
+            let ready = agents::ensure_for_wake(&s, &id, &payload).and_then(|(identity, cwd)| {
+                let token = WakeToken::generate();
+                token.write(&layout.claude_token()).map_err(|e| {
+                    format!("cannot write {}: {e}", layout.claude_token().display())
+                })?;
+                Ok((identity, cwd, token))
+            });
             set_current_session(&layout, session.as_deref());
             let stored = read_last_spawn(&layout).and_then(|v| {
                 v.get("session_id")
@@ -98,6 +105,10 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         Ok(p) => p,
         Err(e) => (Err(format!("workspace preparation failed: {e}")), None),
     };
+    let grant = prepared.as_ref().ok().map(|(identity, _, token)| Grant {
+        token: token.clone(),
+        chief: identity.is_chief,
+    });
     shared.with_live(|l| {
         l.running.insert(
             id.clone(),
@@ -106,11 +117,12 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
                 session_id: session.clone(),
                 started_at: now_ts(),
                 pid: None,
+                grant,
             },
         )
     });
 
-    let prepared = prepared.map(|(identity, cwd)| Prepared {
+    let prepared = prepared.map(|(identity, cwd, _)| Prepared {
         chief: identity.is_chief,
         system_prompt: prompt::system_prompt(
             id.as_str(),
@@ -149,6 +161,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     }
     set_current_session(&layout, None);
     shared.with_live(|l| l.running.remove(&id));
+    WakeToken::remove(&layout.claude_token());
 
     if attempt.interrupted {
         tracing::info!(
