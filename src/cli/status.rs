@@ -182,6 +182,9 @@ fn render(r: &StatusReport) -> String {
             "  config error (the last good configuration stays in force): {e}\n"
         ));
     }
+    for text in r.refused.values() {
+        out.push_str(&format!("  refused: {text}\n"));
+    }
     crate::redact::secrets(&out).into_owned()
 }
 

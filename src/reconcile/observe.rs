@@ -55,7 +55,7 @@ pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
         profiles.entry(name.clone()).or_insert_with(|| {
             let paths = home.profile(&name);
             let inventory = Inventory::read(&paths.inventory_file());
-            let assigned = crate::runtime::agents::read_assigned(&paths.assigned_agents_file());
+            let assigned = crate::workspace::assigned::read(&paths.assigned_agents_file());
             ObservedProfile {
                 paths,
                 inventory,

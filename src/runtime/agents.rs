@@ -2,60 +2,71 @@
 //! `deliver` for an agent without a workspace). Declared agents belong to
 //! the config file: for them the file's identity and workdir win.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::settings::Settings;
+use super::shared::Shared;
 use crate::config::Agent;
 use crate::fsutil;
 use crate::paths::AgentId;
 use crate::protocol::Assign;
 use crate::protocol::frames::DeliverPayload;
 use crate::reconcile::{self, target::agent_entries};
+use crate::workspace::assigned;
+use crate::workspace::workdir::{Refusal, WorkdirPolicy};
 use crate::workspace::{AgentLayout, Identity};
 
-pub fn read_assigned(path: &Path) -> BTreeSet<String> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-fn record_assigned(settings: &Settings, id: &AgentId, assigned: bool) {
-    let path = settings.paths.assigned_agents_file();
-    let mut set = read_assigned(&path);
-    let changed = if assigned {
-        set.insert(id.to_string())
-    } else {
-        set.remove(id.as_str())
-    };
-    if changed {
-        let mut text = serde_json::to_string_pretty(&set).unwrap_or_default();
-        text.push('\n');
-        if let Err(e) = fsutil::write_atomic(&path, text.as_bytes(), 0o600) {
-            tracing::warn!("cannot record assigned agents in {}: {e}", path.display());
-        }
+/// The checks for a directory the backend (or a file the original left)
+/// asks an agent to run in.
+fn policy(settings: &Settings) -> WorkdirPolicy<'_> {
+    WorkdirPolicy {
+        home: &settings.home.home,
+        own: settings.home.cloudagent_root(),
+        allowed: settings.allowed_workdirs.as_deref(),
     }
 }
 
-/// The cwd claude runs in for an agent (PROTOCOL §6.3).
-pub fn cwd(settings: &Settings, id: &AgentId) -> PathBuf {
+/// The cwd claude runs in for an agent (PROTOCOL §6.3): the declared
+/// `workdir`, else a checked override left in `.meta/agent_workspace_root`,
+/// else the default.
+pub fn cwd(shared: &Shared, settings: &Settings, id: &AgentId) -> PathBuf {
     let layout = AgentLayout::new(&settings.paths, id);
     if let Some(agent) = settings.agents.get(id)
         && let Some(w) = &agent.workdir
     {
         return w.clone();
     }
-    if let Ok(text) = std::fs::read_to_string(layout.cwd_override()) {
-        let text = text.trim();
-        if !text.is_empty() {
-            return fsutil::expand_tilde(text, &settings.home.home);
+    if let Ok(text) = std::fs::read_to_string(layout.cwd_override())
+        && !text.trim().is_empty()
+    {
+        match policy(settings).check(&text) {
+            Ok(path) => return path,
+            Err(why) => refuse(
+                shared,
+                id,
+                &layout.cwd_override().display().to_string(),
+                &text,
+                why,
+            ),
         }
     }
+    default_cwd(settings, id)
+}
+
+fn default_cwd(settings: &Settings, id: &AgentId) -> PathBuf {
     match &settings.workspace_root {
         Some(root) => root.join(id.as_str()).join("workspace"),
-        None => layout.default_cwd(),
+        None => AgentLayout::new(&settings.paths, id).default_cwd(),
     }
+}
+
+/// Log once and show in `status` that a directory was not used.
+fn refuse(shared: &Shared, id: &AgentId, source: &str, raw: &str, why: Refusal) {
+    let text = format!(
+        "working directory {:?} from {source} refused: {why}; {id} runs in its default workspace",
+        raw.trim()
+    );
+    shared.note_refusal(id, text);
 }
 
 /// Identity on disk, or the default staff identity.
@@ -67,12 +78,14 @@ fn read_identity(layout: &AgentLayout, id: &AgentId) -> Identity {
 }
 
 /// Materialise a workspace for `assign`.
-pub fn on_assign(settings: &Settings, a: &Assign) -> Result<(), String> {
-    record_assigned(settings, &a.agent_id, true);
+pub fn on_assign(shared: &Shared, settings: &Settings, a: &Assign) -> Result<(), String> {
     if let Some(agent) = settings.agents.get(&a.agent_id) {
         // Declared in the config file: apply owns its workspace.
-        return ensure_declared(settings, agent).map(|_| ());
+        assigned::record(&settings.paths.assigned_agents_file(), &a.agent_id, true);
+        return ensure_declared(shared, settings, agent).map(|_| ());
     }
+    check_cap(settings, &a.agent_id)?;
+    assigned::record(&settings.paths.assigned_agents_file(), &a.agent_id, true);
     let identity = Identity {
         agent_id: a.agent_id.to_string(),
         agent_name: a.agent_name.clone(),
@@ -81,32 +94,85 @@ pub fn on_assign(settings: &Settings, a: &Assign) -> Result<(), String> {
         workspace_slug: a.workspace_slug.clone(),
         reports_to: a.reports_to.clone(),
     };
-    let over = a
-        .workspace_root
-        .as_deref()
-        .map(|w| fsutil::expand_tilde(w, &settings.home.home));
-    ensure(settings, &a.agent_id, &identity, over.as_deref(), true).map(|_| ())
+    let over = match a.workspace_root.as_deref() {
+        None => None,
+        Some(raw) => match policy(settings).check(raw) {
+            Ok(path) => {
+                shared.clear_refusal(&a.agent_id);
+                Some(path)
+            }
+            Err(why) => {
+                refuse(shared, &a.agent_id, "the server's assign", raw, why);
+                None
+            }
+        },
+    };
+    ensure(
+        shared,
+        settings,
+        &a.agent_id,
+        &identity,
+        over.as_deref(),
+        true,
+    )
+    .map(|_| ())
+}
+
+/// A new workspace for an agent the file does not declare counts against
+/// the profile's `max_server_agents`: the backend cannot fill the disk
+/// with workspaces.
+fn check_cap(settings: &Settings, id: &AgentId) -> Result<(), String> {
+    if AgentLayout::new(&settings.paths, id).dir.is_dir() {
+        return Ok(());
+    }
+    let existing = server_agent_count(settings);
+    if existing >= settings.max_server_agents as usize {
+        return Err(format!(
+            "not creating a workspace for {id}: the profile already has {existing} agents the server created (max_server_agents = {}; raise it in the profile's section of the config file)",
+            settings.max_server_agents
+        ));
+    }
+    Ok(())
+}
+
+/// Live workspaces under the agents root that the file does not declare.
+fn server_agent_count(settings: &Settings) -> usize {
+    let Ok(entries) = std::fs::read_dir(&settings.paths.agents_root) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| AgentId::parse(e.file_name().to_str()?).ok())
+        .filter(|id| !settings.agents.contains_key(id))
+        .filter(|id| {
+            !AgentLayout::new(&settings.paths, id)
+                .archived_marker()
+                .exists()
+        })
+        .count()
 }
 
 pub fn on_unassign(settings: &Settings, id: &AgentId) {
-    record_assigned(settings, id, false);
+    assigned::record(&settings.paths.assigned_agents_file(), id, false);
 }
 
 /// Before a wake: make sure the workspace exists (a deliver may arrive for
 /// an agent the server never assigned, PROTOCOL §4.1 step 1). Returns the
 /// agent's identity and claude's cwd, each worked out once.
 pub fn ensure_for_wake(
+    shared: &Shared,
     settings: &Settings,
     id: &AgentId,
     payload: &DeliverPayload,
 ) -> Result<(Identity, PathBuf), String> {
     let layout = AgentLayout::new(&settings.paths, id);
     if let Some(agent) = settings.agents.get(id) {
-        return ensure_declared(settings, agent);
+        return ensure_declared(shared, settings, agent);
     }
     if layout.dir.is_dir() && layout.identity().is_file() {
         // Existing workspace: only its cwd has to exist.
-        let cwd = cwd(settings, id);
+        let cwd = cwd(shared, settings, id);
         fsutil::create_dir_all(&cwd, 0o755).map_err(|e| e.to_string())?;
         return Ok((read_identity(&layout, id), cwd));
     }
@@ -119,15 +185,21 @@ pub fn ensure_for_wake(
         workspace_slug: or(&payload.workspace_slug, "default"),
         reports_to: "(unset)".to_string(),
     };
-    let cwd = ensure(settings, id, &identity, None, false)?;
+    check_cap(settings, id)?;
+    let cwd = ensure(shared, settings, id, &identity, None, false)?;
     Ok((identity, cwd))
 }
 
 /// Bring a declared agent's workspace in line; its identity comes from the
 /// config file.
-fn ensure_declared(settings: &Settings, agent: &Agent) -> Result<(Identity, PathBuf), String> {
+fn ensure_declared(
+    shared: &Shared,
+    settings: &Settings,
+    agent: &Agent,
+) -> Result<(Identity, PathBuf), String> {
     let identity = Identity::from_agent(agent);
     let cwd = ensure(
+        shared,
         settings,
         &agent.id,
         &identity,
@@ -138,6 +210,7 @@ fn ensure_declared(settings: &Settings, agent: &Agent) -> Result<(Identity, Path
 }
 
 fn ensure(
+    shared: &Shared,
     settings: &Settings,
     id: &AgentId,
     identity: &Identity,
@@ -154,7 +227,7 @@ fn ensure(
     }
     let cwd = match over {
         Some(w) => w.to_path_buf(),
-        None => cwd(settings, id),
+        None => cwd(shared, settings, id),
     };
     let entries = agent_entries(
         &layout,

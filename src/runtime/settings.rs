@@ -40,7 +40,16 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
+    /// When set, a working directory the server chooses must be under one
+    /// of these (SECURITY.md, "Working directories").
+    pub allowed_workdirs: Option<Vec<PathBuf>>,
+    /// Workspaces the server may create for agents the file does not
+    /// declare.
+    pub max_server_agents: u32,
 }
+
+/// The default of a profile's `max_server_agents`.
+pub const DEFAULT_MAX_SERVER_AGENTS: u32 = 200;
 
 /// The original's `config.json` (PROTOCOL §6.5).
 #[derive(Debug, Deserialize)]
@@ -97,6 +106,8 @@ impl Settings {
             config_file: None,
             socket,
             use_system_proxy: std::env::var(USE_SYSTEM_PROXY_ENV).is_ok_and(|v| v == "1"),
+            allowed_workdirs: None,
+            max_server_agents: DEFAULT_MAX_SERVER_AGENTS,
             profile,
         }
     }

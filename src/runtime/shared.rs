@@ -45,6 +45,9 @@ pub struct Live {
     /// Why the last change to the config file was not used, if it was not.
     pub config_error: Option<String>,
     pub config_loaded_at: Option<String>,
+    /// Directories the backend asked agents to run in that were refused
+    /// (SECURITY.md, "Working directories"), by agent.
+    pub refusals: BTreeMap<AgentId, String>,
 }
 
 /// The state of the link to the backend.
@@ -107,6 +110,7 @@ impl Shared {
             started_at: now_ts(),
             config_error: None,
             config_loaded_at: None,
+            refusals: BTreeMap::new(),
         };
         Arc::new(Self {
             settings: watch::Sender::new(Arc::new(settings)),
@@ -134,6 +138,20 @@ impl Shared {
 
     pub fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
         f(&mut lock(&self.ledger, "ledger"))
+    }
+
+    /// Record why something the backend asked of an agent was refused:
+    /// logged the first time, shown by `status` until it changes.
+    pub fn note_refusal(&self, id: &AgentId, text: String) {
+        let new =
+            self.with_live(|l| l.refusals.insert(id.clone(), text.clone()) != Some(text.clone()));
+        if new {
+            tracing::warn!("{text}");
+        }
+    }
+
+    pub fn clear_refusal(&self, id: &AgentId) {
+        self.with_live(|l| l.refusals.remove(id));
     }
 
     pub fn with_live<R>(&self, f: impl FnOnce(&mut Live) -> R) -> R {

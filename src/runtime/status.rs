@@ -31,13 +31,16 @@ pub struct StatusReport {
     pub outbox: usize,
     pub config_error: Option<String>,
     pub config_loaded_at: Option<String>,
+    /// What the backend asked that was refused, by agent (SECURITY.md).
+    #[serde(default)]
+    pub refused: BTreeMap<String, String>,
 }
 
 pub fn report(shared: &Arc<Shared>) -> StatusReport {
     let s = shared.settings();
     let live = shared.with_live(|l| l.clone());
     let (last_seq, pending) = shared.with_ledger(|l| (l.last_seq(), l.pending_count()));
-    let assigned = super::agents::read_assigned(&s.paths.assigned_agents_file());
+    let assigned = crate::workspace::assigned::read(&s.paths.assigned_agents_file());
     let mut agents: Vec<String> = s
         .agents
         .keys()
@@ -67,5 +70,10 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         outbox: shared.outbox.len(),
         config_error: live.config_error,
         config_loaded_at: live.config_loaded_at,
+        refused: live
+            .refusals
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     }
 }

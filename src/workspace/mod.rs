@@ -3,7 +3,9 @@
 //! them), the daemon (which runs claude there) and the bridge (which reads
 //! the identity).
 
+pub mod assigned;
 pub mod identity;
+pub mod workdir;
 
 use std::path::{Path, PathBuf};
 

@@ -217,7 +217,7 @@ fn dispatch(text: &str, shared: &Arc<Shared>, batch: &mut Batch) -> Reply {
         }
         Inbound::ToolResult(r) => shared.tools.resolve(r),
         Inbound::Assign(a) => {
-            if let Err(e) = agents::on_assign(&shared.settings(), &a) {
+            if let Err(e) = agents::on_assign(shared, &shared.settings(), &a) {
                 tracing::warn!("assign {}: cannot prepare the workspace: {e}", a.agent_id);
             } else {
                 tracing::info!("assign: agent {} bound to this host", a.agent_id);

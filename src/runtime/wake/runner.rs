@@ -76,7 +76,8 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     // Workspace checks and small file writes: off the async workers, so
     // they never delay the acks of other messages.
     let prep = {
-        let (s, id, payload, layout, session) = (
+        let (shared, s, id, payload, layout, session) = (
+            shared.clone(),
             s.clone(),
             id.clone(),
             payload.clone(),
@@ -84,13 +85,14 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             session.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let ready = agents::ensure_for_wake(&s, &id, &payload).and_then(|(identity, cwd)| {
-                let token = WakeToken::generate();
-                token.write(&layout.claude_token()).map_err(|e| {
-                    format!("cannot write {}: {e}", layout.claude_token().display())
-                })?;
-                Ok((identity, cwd, token))
-            });
+            let ready =
+                agents::ensure_for_wake(&shared, &s, &id, &payload).and_then(|(identity, cwd)| {
+                    let token = WakeToken::generate();
+                    token.write(&layout.claude_token()).map_err(|e| {
+                        format!("cannot write {}: {e}", layout.claude_token().display())
+                    })?;
+                    Ok((identity, cwd, token))
+                });
             set_current_session(&layout, session.as_deref());
             let stored = read_last_spawn(&layout).and_then(|v| {
                 v.get("session_id")
