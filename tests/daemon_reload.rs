@@ -153,3 +153,52 @@ async fn a_symlink_swap_to_another_server_reconnects_there() {
     .await;
     assert_eq!(status(&home)["connection"]["state"], "connected");
 }
+
+/// A reload that renames `api_key_env` leaves the old variable (holding a
+/// key) in the daemon's own environment: neither variable reaches claude
+/// (SECURITY.md, "The machine key").
+#[tokio::test(flavor = "multi_thread")]
+async fn no_key_variable_ever_used_reaches_claude_after_a_rename() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let claude = FakeClaude::install(&home.bin_dir());
+    let render = |var: &str| {
+        DaemonConfig::new(&backend.url(), &["agent_a"])
+            .render(&home)
+            .replace(
+                &format!(
+                    "api_key_file = \"{}\"",
+                    home.path().join(".config/cloudagent/test.key").display()
+                ),
+                &format!("api_key_env = \"{var}\""),
+            )
+    };
+    let cfg_path = home.write_config(&render("OLD_KEY_VAR"));
+    let _d = Daemon::start_with_env(
+        &home,
+        FAST_TIMING,
+        &[
+            ("OLD_KEY_VAR", "sk_machine_old"),
+            ("NEW_KEY_VAR", "sk_machine_new"),
+        ],
+    );
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+
+    write_atomically(&cfg_path, &render("NEW_KEY_VAR"));
+    // The new key means a new connection.
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    conn.send(deliver(1, "agent_a", "m1", "hi")).await;
+    let calls = claude.wait_for_calls(1, T).await;
+    let env = &calls[0].env;
+    assert!(
+        !env.contains_key("OLD_KEY_VAR"),
+        "old key variable reached claude"
+    );
+    assert!(
+        !env.contains_key("NEW_KEY_VAR"),
+        "new key variable reached claude"
+    );
+    assert!(env.contains_key("PATH"));
+}

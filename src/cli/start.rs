@@ -13,6 +13,7 @@ use crate::runtime::lock::{self, LockError, PidFile};
 use crate::runtime::settings::Settings;
 use crate::runtime::timing::Timing;
 use crate::runtime::transport::tls;
+use crate::runtime::wake::command::child_environment;
 use crate::runtime::{daemon, detect};
 use crate::service::Platform;
 
@@ -181,7 +182,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     tls::install_crypto_provider();
     let host = ledger.host_id().map(String::from);
     rt.block_on(async {
-        let runtimes = detect::detect(&home.home, std::env::var_os("PATH")).await;
+        let runtimes = detect::detect(&home.home, &child_environment(&settings)).await;
         print!("{}", detect::render(&runtimes));
         let profile_note = if profile.is_default() {
             String::new()
@@ -221,9 +222,11 @@ fn from_files(
     let path = config::resolve_path(config_flag, home);
     let legacy = home.profile(profile).legacy_config_file();
     if explicit || path.exists() {
+        let digest = crate::runtime::settings::file_digest(&path);
         let desired = config::load(&path, home).map_err(|e| e.to_string())?;
         if desired.profile(profile).is_some() || explicit || !legacy.exists() {
-            let s = Settings::from_desired(&desired, profile, home.clone(), exe.to_path_buf())?;
+            let mut s = Settings::from_desired(&desired, profile, home.clone(), exe.to_path_buf())?;
+            s.config_digest = digest;
             return Ok((s, Some(desired)));
         }
     }

@@ -84,15 +84,21 @@ const VERSION_MAX_CHARS: usize = 64;
 const UNKNOWN: &str = "unknown";
 
 /// Finds the installed runtimes, in probe order, at most one per runtime.
-pub async fn detect(home: &Path, path_env: Option<OsString>) -> Vec<Runtime> {
-    detect_with_timeout(home, path_env, VERSION_TIMEOUT).await
+/// Each probe runs with `env` only (the children's scrubbed environment:
+/// a probe is a child like claude), and is looked up on its PATH.
+pub async fn detect(home: &Path, env: &[(OsString, OsString)]) -> Vec<Runtime> {
+    detect_with_timeout(home, env, VERSION_TIMEOUT).await
 }
 
 async fn detect_with_timeout(
     home: &Path,
-    path_env: Option<OsString>,
+    env: &[(OsString, OsString)],
     timeout: Duration,
 ) -> Vec<Runtime> {
+    let path_env = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
     let fallback = fallback_dirs(home);
     let found: Vec<(&Probe, PathBuf)> = PROBES
         .iter()
@@ -108,7 +114,7 @@ async fn detect_with_timeout(
     let versions = futures_util::future::join_all(
         found
             .iter()
-            .map(|(probe, binary)| capture_version(binary, probe.version_args, timeout)),
+            .map(|(probe, binary)| capture_version(binary, probe.version_args, env, timeout)),
     )
     .await;
     found
@@ -157,9 +163,16 @@ fn fallback_dirs(home: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `<binary> <args>` and keeps the first line of its output.
-async fn capture_version(binary: &Path, args: &[&str], timeout: Duration) -> String {
+async fn capture_version(
+    binary: &Path,
+    args: &[&str],
+    env: &[(OsString, OsString)],
+    timeout: Duration,
+) -> String {
     let child = tokio::process::Command::new(binary)
         .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -209,6 +222,27 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::time::Instant;
 
+    fn path_env(path: OsString) -> Vec<(OsString, OsString)> {
+        vec![("PATH".into(), path)]
+    }
+
+    #[tokio::test]
+    async fn probes_see_only_the_environment_they_are_given() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = script(
+            &tmp.path().join("bin"),
+            "codex",
+            r#"echo "codex ${SECRET_VAR:-clean}""#,
+        );
+        let env = vec![("PATH".into(), tmp.path().join("bin").into_os_string())];
+        // SAFETY: no other test reads SECRET_VAR; set before the child starts.
+        unsafe { std::env::set_var("SECRET_VAR", "sk_machine_leak") };
+        assert_eq!(
+            capture_version(&bin, &[], &env, VERSION_TIMEOUT).await,
+            "codex clean"
+        );
+    }
+
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join(name);
@@ -237,7 +271,7 @@ mod tests {
         // A second candidate name is not a second entry.
         script(&bin, "claude-code", "echo other");
 
-        let found = detect(&home, Some(bin.clone().into_os_string())).await;
+        let found = detect(&home, &path_env(bin.clone().into_os_string())).await;
         assert_eq!(
             found,
             vec![
@@ -304,20 +338,29 @@ mod tests {
         ];
         for (i, (printed, want)) in cases.iter().enumerate() {
             let bin = script(dir, &format!("p{i}"), &format!("printf '%s' '{printed}'"));
-            assert_eq!(capture_version(&bin, &[], VERSION_TIMEOUT).await, *want);
+            assert_eq!(
+                capture_version(&bin, &[], &[], VERSION_TIMEOUT).await,
+                *want
+            );
         }
         let both = script(dir, "both", "printf out; echo err >&2; exit 3");
-        assert_eq!(capture_version(&both, &[], VERSION_TIMEOUT).await, "outerr");
+        assert_eq!(
+            capture_version(&both, &[], &[], VERSION_TIMEOUT).await,
+            "outerr"
+        );
         let failing = script(dir, "failing", "exit 1");
         assert_eq!(
-            capture_version(&failing, &[], VERSION_TIMEOUT).await,
+            capture_version(&failing, &[], &[], VERSION_TIMEOUT).await,
             "unknown"
         );
         let stdin = script(dir, "stdin", "if read x; then echo got; else echo eof; fi");
-        assert_eq!(capture_version(&stdin, &[], VERSION_TIMEOUT).await, "eof");
+        assert_eq!(
+            capture_version(&stdin, &[], &[], VERSION_TIMEOUT).await,
+            "eof"
+        );
         let missing = dir.join("missing");
         assert_eq!(
-            capture_version(&missing, &[], VERSION_TIMEOUT).await,
+            capture_version(&missing, &[], &[], VERSION_TIMEOUT).await,
             "unknown"
         );
     }
@@ -326,12 +369,12 @@ mod tests {
     async fn hanging_probes_time_out_concurrently() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("bin");
-        let claude = script(&bin, "claude", "exec sleep 30");
-        let codex = script(&bin, "codex", "exec sleep 30");
+        let claude = script(&bin, "claude", "exec /bin/sleep 30");
+        let codex = script(&bin, "codex", "exec /bin/sleep 30");
         let start = Instant::now();
         let found = detect_with_timeout(
             tmp.path(),
-            Some(bin.into_os_string()),
+            &path_env(bin.into_os_string()),
             Duration::from_secs(1),
         )
         .await;
@@ -352,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_found() {
         let tmp = tempfile::tempdir().unwrap();
-        let found = detect(tmp.path(), Some(tmp.path().as_os_str().to_owned())).await;
+        let found = detect(tmp.path(), &path_env(tmp.path().as_os_str().to_owned())).await;
         assert_eq!(found, vec![]);
         assert_eq!(render(&found), "No AI coding runtimes detected on PATH.\n");
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 
-use super::settings::Settings;
+use super::settings::{Settings, file_digest};
 use super::shared::Shared;
 use super::wake::scheduler::Scheduler;
 use crate::config;
@@ -32,15 +32,18 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
     let path = shared.settings().config_file.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     // Kept alive for the loop below; dropping it stops the watch.
-    let _debouncer = path.as_deref().and_then(|p| start_watcher(p, tx));
-    let mut last = path.as_deref().and_then(|p| std::fs::read(p).ok());
+    let _debouncer = path.as_deref().and_then(|p| start_watcher(p, tx.clone()));
+    // A change between loading the settings and watching saw no event:
+    // compare with what they were loaded from, once, now that we watch.
+    let mut last = shared.settings().config_digest;
+    let _ = tx.send(());
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             Some(()) = rx.recv() => {
                 // Editors produce several events per save; reload only when
                 // the content really changed.
-                let now = path.as_deref().and_then(|p| std::fs::read(p).ok());
+                let now = path.as_deref().and_then(file_digest);
                 if now == last {
                     continue;
                 }
@@ -48,7 +51,7 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                last = path.as_deref().and_then(|p| std::fs::read(p).ok());
+                last = path.as_deref().and_then(file_digest);
             }
         }
         match &path {
@@ -109,12 +112,14 @@ fn start_watcher(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Opt
 pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Path) {
     let old = shared.settings();
     let home = old.home.clone();
+    let digest = file_digest(path);
     let loaded = config::load(path, &home)
         .map_err(|e| e.to_string())
         .and_then(|desired| {
             let mut s =
                 Settings::from_desired(&desired, &old.profile, home.clone(), old.exe.clone())?;
             s.apply_env_overrides()?;
+            s.config_digest = digest;
             // What the command line fixed for this run stays.
             s.socket = old.socket.clone();
             if s.workspace_root.is_none() {

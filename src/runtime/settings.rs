@@ -2,7 +2,7 @@
 //! chose: `cloudagent.toml`, the original's `config.json` (written by
 //! `login`), or one-shot `--server-url/--api-key` flags.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,8 +26,12 @@ pub struct Settings {
     pub server_url: String,
     pub insecure: bool,
     pub api_key: Secret,
-    /// The environment variable holding the key, kept out of claude's env.
+    /// The environment variable holding the key.
     pub api_key_env: Option<String>,
+    /// Variables no child may see: every `api_key_env` this daemon has
+    /// used, since a reload that renames it leaves the old variable (and
+    /// the key) in the daemon's own environment.
+    pub scrub_env: BTreeSet<String>,
     pub claude_binary: String,
     pub permission_mode: PermissionMode,
     pub max_concurrent_wakes: u32,
@@ -38,6 +42,10 @@ pub struct Settings {
     pub agents: BTreeMap<AgentId, Agent>,
     /// The config file this came from, when there is one (watched).
     pub config_file: Option<PathBuf>,
+    /// The content these settings were loaded from, as
+    /// [`file_digest`] saw it just before loading: the watcher compares
+    /// against it, so a change that lands before it starts is not lost.
+    pub config_digest: Option<u64>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
     /// When set, a working directory the server chooses must be under one
@@ -97,6 +105,7 @@ impl Settings {
             insecure: false,
             api_key: Secret::new(""),
             api_key_env: None,
+            scrub_env: BTreeSet::new(),
             claude_binary: defaults.claude_binary,
             permission_mode: defaults.permission_mode,
             max_concurrent_wakes: defaults.max_concurrent_wakes,
@@ -104,6 +113,7 @@ impl Settings {
             workspace_root: None,
             agents: BTreeMap::new(),
             config_file: None,
+            config_digest: None,
             socket,
             use_system_proxy: std::env::var(USE_SYSTEM_PROXY_ENV).is_ok_and(|v| v == "1"),
             allowed_workdirs: None,
@@ -141,6 +151,7 @@ impl Settings {
             .map_err(|e| format!("profiles.{profile}: {e}"))?;
         if let SecretRef::Env(var) = &p.api_key {
             s.api_key_env = Some(var.clone());
+            s.scrub_env.insert(var.clone());
         }
         s.claude_binary = desired.daemon.claude_binary.clone();
         s.permission_mode = desired.daemon.permission_mode;
@@ -200,4 +211,14 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A digest of a file's content (None when unreadable), to tell whether it
+/// changed since settings were loaded from it.
+pub fn file_digest(path: &std::path::Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }

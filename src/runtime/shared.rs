@@ -132,7 +132,11 @@ impl Shared {
         self.settings.subscribe()
     }
 
-    pub fn replace_settings(&self, s: Settings) {
+    /// Put `s` in force. Variables scrubbed from children so far stay
+    /// scrubbed (see [`Settings::scrub_env`]).
+    pub fn replace_settings(&self, mut s: Settings) {
+        s.scrub_env
+            .extend(self.settings().scrub_env.iter().cloned());
         self.settings.send_replace(Arc::new(s));
     }
 

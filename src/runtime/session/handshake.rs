@@ -3,6 +3,7 @@
 //! Over WebSocket the server speaks first (`hello`), then we send `ready`
 //! and `resume {last_seq}`.
 
+use crate::runtime::wake::command::child_environment;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,7 +152,7 @@ async fn ready(
 ) -> Ready {
     let runtimes = match startup.take() {
         Some(r) => r,
-        None => detect::detect(&settings.home.home, std::env::var_os("PATH")).await,
+        None => detect::detect(&settings.home.home, &child_environment(settings)).await,
     };
     let workspace_root = settings
         .workspace_root

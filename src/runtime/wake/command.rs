@@ -10,6 +10,7 @@ use crate::config::PermissionMode;
 use crate::paths::ProfileName;
 use crate::protocol::env::{PROFILE as PROFILE_ENV, SOCKET_PATH as SOCKET_ENV};
 use crate::protocol::tools::{self, claude_name};
+use crate::runtime::settings::Settings;
 
 /// Variables that make claude believe it runs nested inside another Claude
 /// Code session (it refuses) or attach to that session's IDE.
@@ -98,6 +99,23 @@ pub struct EnvPolicy<'a> {
     pub use_system_proxy: bool,
     /// A non-default daemon socket, passed on to the MCP bridge.
     pub socket_override: Option<&'a Path>,
+}
+
+/// The environment of every child the daemon starts (claude, the runtime
+/// probes): the daemon's own, less the key's variables and the rest of
+/// [`environment`]'s policy.
+pub fn child_environment(s: &Settings) -> Vec<(OsString, OsString)> {
+    let scrub: Vec<String> = s.scrub_env.iter().cloned().collect();
+    let socket_override = (s.socket != s.paths.socket()).then_some(s.socket.as_path());
+    environment(
+        std::env::vars_os(),
+        &EnvPolicy {
+            profile: &s.profile,
+            scrub: &scrub,
+            use_system_proxy: s.use_system_proxy,
+            socket_override,
+        },
+    )
 }
 
 /// claude's full environment, sorted by name.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::command::{self, EnvPolicy, Spec};
+use super::command::{self, Spec};
 use super::process;
 use super::prompt;
 use super::stream::Transcript;
@@ -277,17 +277,7 @@ async fn run_attempt(
         system_prompt: &prepared.system_prompt,
         permission_mode: s.permission_mode,
     });
-    let scrub: Vec<String> = s.api_key_env.iter().cloned().collect();
-    let socket_override = (s.socket != s.paths.socket()).then_some(s.socket.as_path());
-    let env = command::environment(
-        std::env::vars_os(),
-        &EnvPolicy {
-            profile: &s.profile,
-            scrub: &scrub,
-            use_system_proxy: s.use_system_proxy,
-            socket_override,
-        },
-    );
+    let env = command::child_environment(s);
     let path_env = env
         .iter()
         .find(|(k, _)| k == "PATH")
