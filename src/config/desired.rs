@@ -158,11 +158,24 @@ impl Validator<'_, '_> {
     fn daemon(&mut self, raw: &RawConfig) -> DaemonSettings {
         let d = &raw.daemon;
         let defaults = DaemonSettings::default();
-        if let Some(0) = d.max_concurrent_wakes {
-            self.error(&["daemon", "max_concurrent_wakes"], "must be at least 1");
+        if let Some(n) = d.max_concurrent_wakes
+            && !(1..=super::MAX_CONCURRENT_WAKES).contains(&n)
+        {
+            self.error(
+                &["daemon", "max_concurrent_wakes"],
+                &format!("must be between 1 and {}", super::MAX_CONCURRENT_WAKES),
+            );
         }
-        if let Some(0) = d.wake_timeout_sec {
-            self.error(&["daemon", "wake_timeout_sec"], "must be at least 1 second");
+        if let Some(n) = d.wake_timeout_sec
+            && !(1..=super::MAX_WAKE_TIMEOUT_SEC).contains(&n)
+        {
+            self.error(
+                &["daemon", "wake_timeout_sec"],
+                &format!(
+                    "must be between 1 and {} seconds (a week)",
+                    super::MAX_WAKE_TIMEOUT_SEC
+                ),
+            );
         }
         let claude_binary = match &d.claude_binary {
             Some(b) if b.trim().is_empty() => {

@@ -20,6 +20,12 @@ use error::Locator;
 /// Environment variable naming the config file (`-f` wins over it).
 pub const CONFIG_ENV: &str = "CLOUDAGENT_CONFIG";
 
+/// Longest `wake_timeout_sec` accepted: a week. Longer values are surely
+/// mistakes, and bounded durations keep deadline arithmetic exact.
+pub const MAX_WAKE_TIMEOUT_SEC: u64 = 7 * 24 * 3600;
+/// Most `max_concurrent_wakes` accepted.
+pub const MAX_CONCURRENT_WAKES: u32 = 256;
+
 /// `-f PATH` > `$CLOUDAGENT_CONFIG` > `$XDG_CONFIG_HOME/cloudagent/cloudagent.toml`.
 /// Relative paths are made absolute against the current directory but
 /// symlinks are kept, so a watcher follows a nix profile's symlink swap.

@@ -46,8 +46,9 @@ pub struct RawDaemon {
     #[schemars(range(min = 1, max = 256))]
     pub max_concurrent_wakes: Option<u32>,
     /// Seconds a single claude run may take before it is stopped
-    /// (SIGINT, then SIGTERM, then SIGKILL). Default: 5400 (90 minutes).
-    #[schemars(range(min = 1))]
+    /// (SIGINT, then SIGTERM, then SIGKILL). Default: 5400 (90 minutes);
+    /// at most 604800 (a week).
+    #[schemars(range(min = 1, max = 604800))]
     pub wake_timeout_sec: Option<u64>,
     /// Log verbosity of the daemon. Default: `info`.
     pub log_level: Option<LogLevel>,

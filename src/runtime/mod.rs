@@ -5,6 +5,7 @@ pub mod agents;
 pub mod daemon;
 pub mod delivery;
 pub mod detect;
+pub mod failpoint;
 pub mod ipc;
 pub mod lock;
 pub mod reload;

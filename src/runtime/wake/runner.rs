@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -13,6 +14,7 @@ use super::process;
 use super::prompt;
 use super::stream::Transcript;
 use super::token::WakeToken;
+use crate::config::MAX_WAKE_TIMEOUT_SEC;
 use crate::fsutil;
 use crate::paths::AgentId;
 use crate::protocol::frames::DeliverPayload;
@@ -21,6 +23,7 @@ use crate::protocol::tools::{SEND_MESSAGE, claude_name};
 use crate::protocol::{AckStatus, Outbound, WakeStatus};
 use crate::runtime::agents;
 use crate::runtime::delivery::ledger::PendingWake;
+use crate::runtime::failpoint;
 use crate::runtime::settings::Settings;
 use crate::runtime::shared::{Grant, RunningWake, Shared};
 use crate::runtime::tool_calls::Call;
@@ -72,6 +75,9 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         }
     };
     let session = payload.session_id.clone();
+    if failpoint::is("wake_panic", &wake.message_id.key()) {
+        panic!("failpoint wake_panic for message {}", wake.message_id);
+    }
 
     // Workspace checks and small file writes: off the async workers, so
     // they never delay the acks of other messages.
@@ -215,6 +221,21 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     finish(shared, &wake, status, attempt.exit_code)
 }
 
+/// A wake's task panicked (a bug): the message is reported `crashed` and
+/// never run again — running it again would likely panic again — and the
+/// agent's state is cleared so its next message runs.
+pub fn panicked(shared: &Arc<Shared>, wake: &PendingWake) {
+    tracing::error!(
+        "{}: the wake for message {} panicked (a bug; please report it with the log); reported as crashed",
+        wake.agent_id,
+        wake.message_id
+    );
+    shared.with_live(|l| l.running.remove(&wake.agent_id));
+    let layout = AgentLayout::new(&shared.settings().paths, &wake.agent_id);
+    WakeToken::remove(&layout.claude_token());
+    finish(shared, wake, WakeStatus::Crashed, -1);
+}
+
 /// The message is done: never run again, and the backend is told how it
 /// ended.
 fn finish(shared: &Arc<Shared>, wake: &PendingWake, status: WakeStatus, exit_code: i64) -> WakeEnd {
@@ -347,7 +368,12 @@ async fn run_attempt(
     let stderr = child.stderr.take();
     let stderr_task = tokio::spawn(read_tail(stderr));
     let mut transcript = Transcript::default();
-    let deadline = tokio::time::Instant::now() + s.wake_timeout;
+    // Checked: validation caps wake_timeout_sec, but an overflow must
+    // never panic a wake.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(s.wake_timeout)
+        .unwrap_or(now + Duration::from_secs(MAX_WAKE_TIMEOUT_SEC));
 
     enum End {
         Exited(std::io::Result<std::process::ExitStatus>),

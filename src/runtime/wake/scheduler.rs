@@ -133,11 +133,20 @@ impl Scheduler {
                 break;
             }
             let key = wake.key();
-            match runner::run(&self.shared, wake).await {
-                WakeEnd::Finished(status) => {
+            // A wake runs in its own task: if it panics, the panic ends
+            // that task only, and this queue goes on (its permit is freed
+            // at the end of this iteration).
+            let run = tokio::spawn({
+                let (shared, wake) = (self.shared.clone(), wake.clone());
+                async move { runner::run(&shared, wake).await }
+            });
+            match run.await {
+                Ok(WakeEnd::Finished(status)) => {
                     tracing::info!("{agent}: message {key} done: {}", status.as_str())
                 }
-                WakeEnd::Interrupted => break,
+                Ok(WakeEnd::Interrupted) => break,
+                Err(e) if e.is_panic() => runner::panicked(&self.shared, &wake),
+                Err(_) => break,
             }
         }
     }
