@@ -163,7 +163,7 @@ impl Validator<'_, '_> {
         {
             self.error(
                 &["daemon", "max_concurrent_wakes"],
-                &format!("must be between 1 and {}", super::MAX_CONCURRENT_WAKES),
+                format!("must be between 1 and {}", super::MAX_CONCURRENT_WAKES),
             );
         }
         if let Some(n) = d.wake_timeout_sec
@@ -171,7 +171,7 @@ impl Validator<'_, '_> {
         {
             self.error(
                 &["daemon", "wake_timeout_sec"],
-                &format!(
+                format!(
                     "must be between 1 and {} seconds (a week)",
                     super::MAX_WAKE_TIMEOUT_SEC
                 ),
