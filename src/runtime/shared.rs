@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::ledger::Ledger;
@@ -29,6 +29,9 @@ pub struct Shared {
     pub tools: ToolCalls,
     /// Root of every task: cancelled on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
+    /// Wakes the journal syncer (`delivery::syncer`); a permit is stored
+    /// when it is busy, so no request is lost.
+    pub sync_wanted: Notify,
     live: Mutex<Live>,
 }
 
@@ -119,6 +122,7 @@ impl Shared {
             outbox,
             ledger: Mutex::new(ledger),
             cancel: CancellationToken::new(),
+            sync_wanted: Notify::new(),
             live: Mutex::new(live),
         })
     }
@@ -138,6 +142,12 @@ impl Shared {
         s.scrub_env
             .extend(self.settings().scrub_env.iter().cloned());
         self.settings.send_replace(Arc::new(s));
+    }
+
+    /// Ask for the journal's unsynced records (`done`) to be made durable
+    /// soon, and for a compaction if one is due.
+    pub fn want_sync(&self) {
+        self.sync_wanted.notify_one();
     }
 
     pub fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {

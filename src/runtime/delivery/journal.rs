@@ -29,8 +29,45 @@ pub struct Journal {
     pos: u64,
     /// The file's length; everything from `pos` to here is zeros.
     allocated: u64,
-    /// Bytes were written since the last fdatasync.
-    unsynced: bool,
+    /// Records before this offset are durable.
+    synced_to: u64,
+    /// Bumped when the file is replaced by a compaction: a handle taken
+    /// before refers to the old file.
+    epoch: u64,
+}
+
+/// What syncing the journal outside its owner's lock needs (see
+/// [`Journal::sync_handle`]).
+pub struct SyncHandle {
+    file: File,
+    upto: u64,
+    epoch: u64,
+}
+
+impl SyncHandle {
+    pub fn sync(self) -> io::Result<Self> {
+        self.file.sync_data()?;
+        Ok(self)
+    }
+}
+
+/// A compacted journal being written next to the live one (see
+/// [`Journal::start_rewrite`]).
+pub struct Rewrite {
+    tmp: PathBuf,
+    file: File,
+    /// Bytes of records written to it.
+    len: u64,
+    /// They stand for the live journal's records before this offset.
+    from: u64,
+    epoch: u64,
+}
+
+impl Drop for Rewrite {
+    fn drop(&mut self) {
+        // Not installed (failed, or stale): nothing must be left over.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 impl Journal {
@@ -39,6 +76,7 @@ impl Journal {
     /// synced, so never acknowledged) is cut off so the next record does not
     /// glue onto it.
     pub fn open(path: &Path) -> io::Result<(Self, Vec<u8>)> {
+        remove_stale_rewrites(path);
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -59,7 +97,8 @@ impl Journal {
             file,
             pos: end as u64,
             allocated: bytes.len() as u64,
-            unsynced: false,
+            synced_to: end as u64,
+            epoch: 0,
         };
         let zeros_after = bytes[end..].iter().all(|b| *b == 0);
         if !zeros_after || journal.allocated - journal.pos < CHUNK / 4 {
@@ -71,7 +110,6 @@ impl Journal {
             // An empty record at the end grows the file by a chunk of zeros.
             journal.write(&[])?;
             journal.file.sync_all()?;
-            journal.unsynced = false;
         }
         if !existed {
             fsutil::sync_dir(fsutil::parent_dir(path))?;
@@ -100,7 +138,6 @@ impl Journal {
             self.allocated = self.allocated.max(self.pos + buf.len() as u64);
         }
         self.pos = end;
-        self.unsynced = true;
         Ok(start)
     }
 
@@ -114,51 +151,145 @@ impl Journal {
     /// Make every record written so far durable (one fdatasync, none when
     /// nothing was written since the last one).
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.unsynced {
+        if self.pos > self.synced_to {
             self.file.sync_data()?;
-            self.unsynced = false;
+            self.synced_to = self.pos;
         }
         Ok(())
     }
 
-    /// Replace the journal with `records` and write `snapshot` to
-    /// `snapshot_path`, both durably.
-    pub fn compact(
-        &mut self,
+    /// A handle to make the records written so far durable without holding
+    /// whatever guards this journal (its fdatasync then delays nobody);
+    /// report it back with [`Journal::mark_synced`]. None when all is
+    /// durable already.
+    pub fn sync_handle(&self) -> io::Result<Option<SyncHandle>> {
+        if self.pos <= self.synced_to {
+            return Ok(None);
+        }
+        Ok(Some(SyncHandle {
+            file: self.file.try_clone()?,
+            upto: self.pos,
+            epoch: self.epoch,
+        }))
+    }
+
+    pub fn mark_synced(&mut self, h: &SyncHandle) {
+        if h.epoch == self.epoch {
+            self.synced_to = self.synced_to.max(h.upto);
+        }
+    }
+
+    /// Bytes of the file a power cut cannot take back (for tests that
+    /// simulate one).
+    #[cfg(test)]
+    pub fn durable_len(&self) -> u64 {
+        self.synced_to
+    }
+
+    /// Where the next record goes, and the file's generation.
+    pub fn position(&self) -> (u64, u64) {
+        (self.pos, self.epoch)
+    }
+
+    /// A second descriptor on the journal, to read payloads from outside
+    /// its owner's lock.
+    pub fn reader(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// Write `records` (which stand for the live journal's records before
+    /// `from`) to a new file next to `path`, durably. Needs no access to
+    /// the live journal: runs outside its owner's lock.
+    pub fn start_rewrite(
+        path: &Path,
         records: &[u8],
-        snapshot_path: &Path,
-        snapshot: &[u8],
-    ) -> Result<(), CompactError> {
-        // Snapshot first: if we crash between the two, the old journal
-        // replays on top of the new snapshot, which is idempotent.
-        fsutil::write_atomic(snapshot_path, snapshot, 0o600).map_err(CompactError::Snapshot)?;
+        from: u64,
+        epoch: u64,
+    ) -> io::Result<Rewrite> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = fsutil::parent_dir(path)
+            .join(format!(".{name}.compact-{}", uuid::Uuid::new_v4().simple()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let rewrite = Rewrite {
+            tmp,
+            file,
+            len: records.len() as u64,
+            from,
+            epoch,
+        };
         let mut contents = Vec::with_capacity(records.len() + CHUNK as usize);
         contents.extend_from_slice(records);
         contents.resize(records.len() + CHUNK as usize, 0);
-        // Past this point a failure may come after the rename (the
-        // directory fsync, the reopen): our descriptor could then point at
-        // the replaced file, and records written there would be lost.
-        fsutil::write_atomic(&self.path, &contents, 0o600).map_err(CompactError::Journal)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(CompactError::Journal)?;
-        self.pos = records.len() as u64;
-        self.allocated = contents.len() as u64;
-        self.unsynced = false;
-        Ok(())
+        rewrite.file.write_all_at(&contents, 0)?;
+        rewrite.file.sync_data()?;
+        Ok(rewrite)
+    }
+
+    /// Install a rewrite: the records written since it started are copied
+    /// over, the new file replaces the journal and is used from now on.
+    /// Returns where the records written since the rewrite started were
+    /// (`.0`) and are now (`.1`).
+    pub fn finish_rewrite(&mut self, rw: Rewrite) -> Result<(u64, u64), CompactError> {
+        if rw.epoch != self.epoch || rw.from > self.pos {
+            return Err(CompactError::Stale);
+        }
+        let tail = self
+            .read_at(rw.from, (self.pos - rw.from) as usize)
+            .map_err(CompactError::Snapshot)?;
+        rw.file
+            .write_all_at(&tail, rw.len)
+            .and_then(|()| rw.file.sync_data())
+            .map_err(CompactError::Snapshot)?;
+        std::fs::rename(&rw.tmp, &self.path).map_err(CompactError::Snapshot)?;
+        // Renamed: from here the journal is the new file, whatever happens.
+        let file = rw.file.try_clone().map_err(CompactError::Journal)?;
+        self.file = file;
+        self.pos = rw.len + tail.len() as u64;
+        self.allocated = self.file.metadata().map_err(CompactError::Journal)?.len();
+        self.synced_to = self.pos;
+        self.epoch += 1;
+        fsutil::sync_dir(fsutil::parent_dir(&self.path)).map_err(CompactError::Journal)?;
+        Ok((rw.from, rw.len))
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
     /// Nothing changed: the old journal is still in use and complete.
-    #[error("cannot write the snapshot: {0}")]
+    #[error("cannot write the snapshot or the new journal: {0}")]
     Snapshot(io::Error),
+    /// The journal changed under the rewrite (another compaction): it is
+    /// dropped, nothing changed.
+    #[error("the journal was replaced while it was being compacted")]
+    Stale,
     /// The journal may have been replaced under us: not safe to go on.
     #[error("cannot replace the journal: {0}")]
     Journal(io::Error),
+}
+
+/// A compaction cut short by a crash leaves its new journal next to the
+/// live one; the live one is complete, so the leftover is only removed.
+fn remove_stale_rewrites(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.compact-");
+    let Ok(entries) = std::fs::read_dir(fsutil::parent_dir(path)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 impl Drop for Journal {
@@ -254,36 +385,41 @@ mod tests {
     }
 
     #[test]
-    fn compaction_replaces_journal_and_writes_snapshot() {
+    fn a_rewrite_keeps_the_records_written_while_it_ran() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.jsonl");
-        let snap = dir.path().join("state.json");
+        let path = dir.path().join("j");
         {
             let (mut j, _) = Journal::open(&path).unwrap();
-            j.write(b"a\n").unwrap();
-            j.compact(b"keep\n", &snap, b"{}").unwrap();
+            j.write(b"old1\n").unwrap();
+            j.write(b"old2\n").unwrap();
+            let (from, epoch) = j.position();
+            let rw = Journal::start_rewrite(&path, b"kept\n", from, epoch).unwrap();
+            let at = j.write(b"during\n").unwrap();
+            let (was, now) = j.finish_rewrite(rw).unwrap();
+            assert_eq!((was, now), (from, 5));
+            assert_eq!(j.read_at(at - was + now, 6).unwrap(), b"during");
             j.write(b"after\n").unwrap();
+            // A second rewrite started before the first was installed is
+            // stale, and leaves nothing behind.
+            let stale = Journal::start_rewrite(&path, b"x\n", from, epoch).unwrap();
+            assert!(matches!(j.finish_rewrite(stale), Err(CompactError::Stale)));
         }
-        assert_eq!(records(&path), "keep\nafter\n");
-        assert_eq!(std::fs::read_to_string(&snap).unwrap(), "{}");
+        assert_eq!(records(&path), "kept\nduring\nafter\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
     }
 
     #[test]
-    fn a_failed_snapshot_leaves_the_old_journal_in_use() {
+    fn a_sync_handle_makes_records_durable_outside_the_owner() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        // A directory where the snapshot should go: its rename fails.
-        let snap = dir.path().join("state.json");
-        std::fs::create_dir(&snap).unwrap();
-        {
-            let (mut j, _) = Journal::open(&path).unwrap();
-            j.write(b"a\n").unwrap();
-            assert!(matches!(
-                j.compact(b"keep\n", &snap, b"{}"),
-                Err(CompactError::Snapshot(_))
-            ));
-            j.write(b"b\n").unwrap();
-        }
-        assert_eq!(records(&path), "a\nb\n");
+        let (mut j, _) = Journal::open(&dir.path().join("j")).unwrap();
+        assert!(j.sync_handle().unwrap().is_none());
+        j.write(b"a\n").unwrap();
+        let h = j.sync_handle().unwrap().unwrap().sync().unwrap();
+        j.write(b"b\n").unwrap();
+        j.mark_synced(&h);
+        assert_eq!(j.synced_to, 2, "only what the handle covered");
+        j.sync().unwrap();
+        assert!(j.sync_handle().unwrap().is_none());
     }
 }

@@ -20,9 +20,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use super::journal::{CompactError, Journal};
+use super::journal::{CompactError, Journal, Rewrite, SyncHandle};
+use crate::fsutil;
 use crate::paths::{AgentId, ProfilePaths};
 use crate::protocol::{Deliver, MessageId};
+use crate::runtime::failpoint;
 
 /// The original keeps the newest 1024 ids (PROTOCOL §3.2).
 pub const DEDUP_WINDOW: usize = 1024;
@@ -169,6 +171,8 @@ pub struct Ledger {
     pending: HashMap<String, Entry>,
     order: VecDeque<String>,
     since_compaction: usize,
+    /// A compaction is under way outside the lock.
+    compacting: bool,
 }
 
 fn read_state(path: &Path) -> Result<StateFile, LedgerError> {
@@ -208,6 +212,7 @@ impl Ledger {
             pending: HashMap::new(),
             order: VecDeque::new(),
             since_compaction: 0,
+            compacting: false,
         };
         for id in state.processed_message_ids {
             match MessageId::parse(id) {
@@ -342,16 +347,26 @@ impl Ledger {
     }
 
     /// Make every record written so far durable. Whatever was decided is
-    /// acted on (acked, run) only after this. Compaction, when due, runs
-    /// here: after the sync, so the snapshot never claims more than the
-    /// journal has made durable.
+    /// acted on (acked, run) only after this.
     pub fn sync(&mut self) {
         if let Err(e) = self.journal.sync() {
             self.fatal(e);
         }
-        if self.since_compaction >= COMPACT_EVERY {
-            self.compact();
-        }
+    }
+
+    /// For a sync outside the lock (the `done` records of finished wakes,
+    /// see `syncer`): take a handle, sync it unlocked, report it back.
+    pub fn sync_handle(&self) -> Option<SyncHandle> {
+        self.journal.sync_handle().unwrap_or_else(|e| self.fatal(e))
+    }
+
+    pub fn mark_synced(&mut self, h: &SyncHandle) {
+        self.journal.mark_synced(h);
+    }
+
+    /// Whether enough records were written since the last compaction.
+    pub fn compaction_due(&self) -> bool {
+        self.since_compaction >= COMPACT_EVERY && !self.compacting
     }
 
     /// A record that was written might not reach the disk, and an ack
@@ -380,7 +395,6 @@ impl Ledger {
     pub fn set_workspace_root(&mut self, root: &str) {
         if self.workspace_root.as_deref() != Some(root) {
             self.workspace_root = Some(root.to_string());
-            self.sync();
             self.compact();
         }
     }
@@ -485,9 +499,24 @@ impl Ledger {
         }
     }
 
-    /// Rewrite state.json and shrink the journal to the pending wakes. Call
-    /// only right after a sync.
+    /// Rewrite state.json and shrink the journal to the pending wakes, all
+    /// at once (at shutdown, and when the workspace root changes).
     pub fn compact(&mut self) {
+        if let Some(c) = self.begin_compaction() {
+            let prepared = c.prepare();
+            self.finish_compaction(prepared);
+        }
+    }
+
+    /// Step 1 of a compaction, under the lock: make every record durable
+    /// (the snapshot must never claim more than the journal holds), then
+    /// take what the snapshot and the new journal need. None while another
+    /// compaction runs.
+    pub fn begin_compaction(&mut self) -> Option<Compaction> {
+        if self.compacting {
+            return None;
+        }
+        self.sync();
         let snapshot = StateFile {
             last_seq: self.last_seq,
             processed_message_ids: self
@@ -502,51 +531,125 @@ impl Ledger {
             Ok(s) => s,
             Err(e) => crate::runtime::fatal(&format!("cannot encode state.json: {e}")),
         };
+        let entries = self
+            .pending_in_order()
+            .into_iter()
+            .filter_map(|w| self.pending.get(&w.key()).map(|e| (w, e.payload)))
+            .collect();
+        let (from, epoch) = self.journal.position();
+        let reader = self.journal.reader().unwrap_or_else(|e| self.fatal(e));
+        self.compacting = true;
+        self.since_compaction = 0;
+        Some(Compaction {
+            snapshot,
+            state_path: self.state_path.clone(),
+            journal_path: self.journal.path().to_path_buf(),
+            entries,
+            reader,
+            from,
+            epoch,
+        })
+    }
+
+    /// Step 3, under the lock: install the new journal and move the pending
+    /// wakes' payload offsets to it. A failure before the new journal is in
+    /// place leaves the old one in use, complete; one after is fatal.
+    pub fn finish_compaction(&mut self, prepared: Result<Prepared, CompactError>) {
+        self.compacting = false;
+        let result = prepared.and_then(|p| {
+            let moved = p.moved;
+            self.journal
+                .finish_rewrite(p.rewrite)
+                .map(|shift| (moved, shift))
+        });
+        match result {
+            Ok((moved, (was, now))) => {
+                for (key, entry) in self.pending.iter_mut() {
+                    if let Some(at) = moved.get(key) {
+                        entry.payload = *at;
+                    } else if entry.payload.offset >= was {
+                        entry.payload.offset = entry.payload.offset - was + now;
+                    }
+                }
+                self.since_compaction += self.pending.len();
+            }
+            Err(CompactError::Journal(e)) => self.fatal(e),
+            Err(e) => tracing::error!(
+                "cannot compact the delivery journal {}: {e}; the old one stays in use",
+                self.journal.path().display()
+            ),
+        }
+    }
+}
+
+/// What a compaction needs from the ledger, taken under its lock; the
+/// slow part ([`Compaction::prepare`]) runs without it.
+pub struct Compaction {
+    snapshot: Vec<u8>,
+    state_path: PathBuf,
+    journal_path: PathBuf,
+    entries: Vec<(PendingWake, PayloadAt)>,
+    reader: std::fs::File,
+    from: u64,
+    epoch: u64,
+}
+
+pub struct Prepared {
+    rewrite: Rewrite,
+    moved: HashMap<String, PayloadAt>,
+}
+
+impl Compaction {
+    /// Step 2, without the lock: write the new journal (the pending
+    /// wakes' records) next to the live one, then the snapshot, both
+    /// durably. A crash after the snapshot and before the new journal is
+    /// installed replays the old, complete journal on top of the snapshot,
+    /// which changes nothing.
+    pub fn prepare(self) -> Result<Prepared, CompactError> {
+        use std::os::unix::fs::FileExt;
         let mut records = Vec::new();
-        let mut moved = Vec::new();
-        for wake in self.pending_in_order() {
-            let payload = match self.load_payload(&wake) {
-                Ok(p) => p,
-                Err(e) => crate::runtime::fatal(&format!("compacting the journal: {e}")),
-            };
-            let Ok(raw) = RawValue::from_string(payload) else {
-                crate::runtime::fatal("compacting the journal: a payload is not JSON");
-            };
+        let mut moved = HashMap::new();
+        for (wake, at) in &self.entries {
+            let mut payload = vec![0u8; at.len];
+            self.reader
+                .read_exact_at(&mut payload, at.offset)
+                .map_err(CompactError::Snapshot)?;
+            let raw = String::from_utf8(payload)
+                .ok()
+                .and_then(|p| RawValue::from_string(p).ok())
+                .ok_or_else(|| {
+                    CompactError::Snapshot(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a payload read back is not JSON",
+                    ))
+                })?;
             let mut line = LineOut::op("accept");
             line.seq = Some(wake.seq);
             line.mid = Some(&wake.message_id);
             line.agent = Some(wake.agent_id.as_str());
             line.payload = Some(&raw);
             let (bytes, payload_start) = line.encode();
-            moved.push((
+            let offset = (records.len() + payload_start) as u64;
+            moved.insert(
                 wake.key(),
                 PayloadAt {
-                    offset: (records.len() + payload_start) as u64,
+                    offset,
                     len: raw.get().len(),
                 },
-            ));
+            );
             records.extend_from_slice(&bytes);
         }
-        match self.journal.compact(&records, &self.state_path, &snapshot) {
-            Ok(()) => {
-                for (key, at) in moved {
-                    if let Some(e) = self.pending.get_mut(&key) {
-                        e.payload = at;
-                    }
-                }
-                self.since_compaction = self.pending.len();
-            }
-            // The old journal stays in use and still holds everything;
-            // try again after as many records.
-            Err(e @ CompactError::Snapshot(_)) => {
-                self.since_compaction = 0;
-                tracing::error!(
-                    "cannot compact the delivery journal {}: {e}",
-                    self.journal.path().display()
-                )
-            }
-            Err(CompactError::Journal(e)) => self.fatal(e),
+        let rewrite = Journal::start_rewrite(&self.journal_path, &records, self.from, self.epoch)
+            .map_err(CompactError::Snapshot)?;
+        if failpoint::is("compaction_crash", "before_snapshot") {
+            crate::runtime::fatal("failpoint compaction_crash=before_snapshot");
         }
+        fsutil::write_atomic(&self.state_path, &self.snapshot, 0o600)
+            .map_err(CompactError::Snapshot)?;
+        if failpoint::is("compaction_crash", "after_snapshot") {
+            crate::runtime::fatal("failpoint compaction_crash=after_snapshot");
+        }
+        Ok(Prepared { rewrite, moved })
     }
 }
 
@@ -620,6 +723,104 @@ mod tests {
         assert_eq!(l.last_seq(), 3);
         assert_eq!(decide(&mut l, &deliver(1, "m1", None)), Decision::Duplicate);
         assert_eq!(decide(&mut l, &deliver(3, "m3", None)), Decision::Duplicate);
+    }
+
+    /// A power cut: what was not made durable is gone (the ledger is not
+    /// dropped: its drop would sync).
+    fn power_cut(l: Ledger) {
+        let path = l.journal.path().to_path_buf();
+        let durable = l.journal.durable_len();
+        std::mem::forget(l);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(durable).unwrap();
+    }
+
+    fn pending_keys(p: &ProfilePaths) -> Vec<String> {
+        let (_, pending) = Ledger::open(p).unwrap();
+        pending.iter().map(PendingWake::key).collect()
+    }
+
+    #[test]
+    fn a_snapshot_never_claims_more_than_the_journal_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let (mut l, _) = Ledger::open(&p).unwrap();
+        decide(&mut l, &deliver(1, "m1", None));
+        // Written, not yet synced (its ack has not gone out), then a
+        // compaction snapshots m2 as processed; the power goes before the
+        // new journal is in place.
+        let text = deliver(2, "m2", None);
+        let Ok(Inbound::Deliver(d)) = parse(&text) else {
+            unreachable!()
+        };
+        l.record_deliver(&d);
+        let c = l.begin_compaction().unwrap();
+        let _prepared = c.prepare().unwrap();
+        power_cut(l);
+        // m2 is in state.json's processed list, so it must be pending too:
+        // a redelivery would be dropped as a duplicate, and it never ran.
+        assert_eq!(pending_keys(&p), ["m1", "m2"]);
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_compaction_loses_and_repeats_nothing() {
+        for step in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let p = paths(dir.path());
+            let (mut l, _) = Ledger::open(&p).unwrap();
+            for i in 1..=5 {
+                decide(&mut l, &deliver(i, &format!("m{i}"), None));
+            }
+            l.finish(&MessageId::string("m2"));
+            l.finish(&MessageId::string("m4"));
+            l.sync();
+            let c = l.begin_compaction().unwrap();
+            if step >= 1 {
+                let prepared = c.prepare();
+                decide(&mut l, &deliver(6, "m6", None));
+                l.finish(&MessageId::string("m1"));
+                l.sync();
+                if step >= 2 {
+                    l.finish_compaction(prepared);
+                }
+                if step >= 3 {
+                    decide(&mut l, &deliver(7, "m7", None));
+                }
+            }
+            power_cut(l);
+            let want: &[&str] = match step {
+                0 => &["m1", "m3", "m5"],
+                1 | 2 => &["m3", "m5", "m6"],
+                _ => &["m3", "m5", "m6", "m7"],
+            };
+            assert_eq!(pending_keys(&p), want, "crash after step {step}");
+            let (mut l, _) = Ledger::open(&p).unwrap();
+            for i in 1..=5 {
+                let again = decide(&mut l, &deliver(i, &format!("m{i}"), None));
+                assert_eq!(again, Decision::Duplicate, "m{i} after step {step}");
+            }
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(!names.iter().any(|n| n.contains("compact-")), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn done_records_survive_a_power_cut_once_synced_outside_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let (mut l, _) = Ledger::open(&p).unwrap();
+        decide(&mut l, &deliver(1, "m1", None));
+        decide(&mut l, &deliver(2, "m2", None));
+        l.finish(&MessageId::string("m1"));
+        let h = l.sync_handle().unwrap().sync().unwrap();
+        l.mark_synced(&h);
+        l.finish(&MessageId::string("m2"));
+        power_cut(l);
+        // m1's done was synced; m2's was not, so m2 runs again.
+        assert_eq!(pending_keys(&p), ["m2"]);
     }
 
     #[test]

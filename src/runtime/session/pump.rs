@@ -172,7 +172,12 @@ async fn commit<W: FrameWriter>(
     shared: &Arc<Shared>,
     scheduler: &Arc<Scheduler>,
 ) -> Result<(), String> {
-    shared.with_ledger(|l| l.sync());
+    if shared.with_ledger(|l| {
+        l.sync();
+        l.compaction_due()
+    }) {
+        shared.want_sync();
+    }
     for ack in batch.acks {
         shared.outbox.push(ack);
     }

@@ -240,6 +240,7 @@ pub fn panicked(shared: &Arc<Shared>, wake: &PendingWake) {
 /// ended.
 fn finish(shared: &Arc<Shared>, wake: &PendingWake, status: WakeStatus, exit_code: i64) -> WakeEnd {
     shared.with_ledger(|l| l.finish(&wake.message_id));
+    shared.want_sync();
     shared.outbox.push(Outbound::Status {
         agent_id: wake.agent_id.clone(),
         status,
