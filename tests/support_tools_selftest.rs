@@ -1,15 +1,19 @@
 //! Self-tests of the test helpers that find what the tests need from the
-//! machine: `support/tools.rs` (system tools: skip or, under CI, fail).
+//! machine: `support/tools.rs` (system tools: skip or, under CI, fail) and
+//! `support/real_claude.rs` (the pinned claude, installed on first use).
 
+#[path = "support/real_claude.rs"]
+mod real_claude;
 #[path = "support/tools.rs"]
 mod tools;
 
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use real_claude::{ClaudeEnv, find_with, installed, parse_pinned_version, pinned_version};
 use tools::{ToolEnv, ci_is_set, find_tool, require_tool_with};
 
 const MISSING: &str = "cloudagent-selftest-no-such-tool";
@@ -173,4 +177,182 @@ fn require_tool_fails_the_test_when_ci_is_set() {
         "{all}"
     );
     assert!(!all.contains("SKIPPED:"), "{all}");
+}
+
+// ─────────────────────────────────────────────────────────── claude ──
+
+/// A checkout at a temp dir whose `.ci/install-claude.sh` is `script`.
+fn fake_repo(script: &str) -> tempfile::TempDir {
+    let repo = tempdir();
+    write_exe(&repo.path().join(".ci/install-claude.sh"), script);
+    repo
+}
+
+/// An installer that lays out `.tools/` as the real one does (for the
+/// version in CLAUDE_CODE_VERSION) and counts its runs in `runs.log`.
+const FAKE_INSTALLER: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+echo run >> "$REPO/runs.log"
+# Long enough for the other threads to reach the lock while this one installs.
+sleep 0.3
+PKG="$REPO/.tools/claude-code/node_modules/@anthropic-ai/claude-code"
+mkdir -p "$PKG" "$REPO/.tools/bin"
+printf '{"version": "%s"}' "$CLAUDE_CODE_VERSION" > "$PKG/package.json"
+printf '#!/bin/sh\necho "%s (Claude Code)"\n' "$CLAUDE_CODE_VERSION" > "$PKG/claude"
+chmod +x "$PKG/claude"
+ln -sfn "$PKG/claude" "$REPO/.tools/bin/claude"
+echo "$PKG/claude"
+"#;
+
+fn runs(repo: &Path) -> usize {
+    fs::read_to_string(repo.join("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn pinned_version_comes_from_the_installer_and_matches_the_readme() {
+    assert_eq!(
+        parse_pinned_version("VERSION=\"${CLAUDE_CODE_VERSION:-9.8.7}\"\n"),
+        Some("9.8.7")
+    );
+    assert_eq!(parse_pinned_version("VERSION=1.0\n"), None);
+    let v = pinned_version();
+    assert!(v.split('.').all(|p| p.parse::<u32>().is_ok()), "{v}");
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("@anthropic-ai/claude-code@{v}")),
+        "README.md names another Claude Code version than .ci/install-claude.sh ({v})"
+    );
+}
+
+#[test]
+fn claude_override_takes_precedence_over_installing() {
+    let repo = fake_repo(FAKE_INSTALLER);
+    let other = repo.path().join("my-claude");
+    write_exe(&other, "#!/bin/sh\n");
+    let env = ClaudeEnv {
+        override_path: Some(other.clone()),
+        skip_if_missing: false,
+    };
+    assert_eq!(find_with(&env, repo.path(), "t"), Some(other));
+    assert_eq!(runs(repo.path()), 0);
+}
+
+#[test]
+fn claude_override_that_is_not_a_file_is_reported() {
+    let repo = fake_repo(FAKE_INSTALLER);
+    let env = ClaudeEnv {
+        override_path: Some(PathBuf::from("/nonexistent/claude")),
+        skip_if_missing: false,
+    };
+    let msg = panic_message(|| {
+        find_with(&env, repo.path(), "t");
+    });
+    assert!(
+        msg.contains("CLOUDAGENT_TEST_CLAUDE=/nonexistent/claude is not a file"),
+        "{msg}"
+    );
+    assert_eq!(runs(repo.path()), 0);
+}
+
+#[test]
+fn claude_is_installed_once_when_tests_ask_at_the_same_time() {
+    let repo = fake_repo(FAKE_INSTALLER);
+    let found: Vec<Option<PathBuf>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| find_with(&ClaudeEnv::default(), repo.path(), "t")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let link = repo.path().join(".tools/bin/claude");
+    assert!(found.iter().all(|f| f.as_ref() == Some(&link)), "{found:?}");
+    assert_eq!(runs(repo.path()), 1, "the installer ran more than once");
+    assert!(repo.path().join(".tools/.install.lock").is_file());
+    // Installed: found without running the installer again.
+    assert_eq!(
+        find_with(&ClaudeEnv::default(), repo.path(), "t"),
+        Some(link)
+    );
+    assert_eq!(runs(repo.path()), 1);
+}
+
+#[test]
+fn claude_of_another_version_is_reinstalled() {
+    let repo = fake_repo(FAKE_INSTALLER);
+    let old = Command::new("bash")
+        .arg(repo.path().join(".ci/install-claude.sh"))
+        .env("CLAUDE_CODE_VERSION", "0.0.1")
+        .output()
+        .unwrap();
+    assert!(old.status.success(), "{old:?}");
+    assert_eq!(installed(repo.path()), None);
+    let link = repo.path().join(".tools/bin/claude");
+    assert_eq!(
+        find_with(&ClaudeEnv::default(), repo.path(), "t"),
+        Some(link.clone())
+    );
+    assert_eq!(installed(repo.path()), Some(link));
+    assert_eq!(runs(repo.path()), 2);
+}
+
+#[test]
+fn claude_missing_with_skip_set_is_skipped_without_installing() {
+    let repo = fake_repo(FAKE_INSTALLER);
+    let env = ClaudeEnv {
+        override_path: None,
+        skip_if_missing: true,
+    };
+    assert_eq!(find_with(&env, repo.path(), &tools::current_test()), None);
+    assert_eq!(runs(repo.path()), 0);
+}
+
+/// Fails as the real installer does offline or without npm.
+const FAILING_INSTALLER: &str = r#"#!/usr/bin/env bash
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+echo run >> "$REPO/runs.log"
+echo 'selftest: a simulated failure of .ci/install-claude.sh' >&2
+exit 1
+"#;
+
+#[test]
+fn claude_install_failure_names_the_version_and_how_to_install_by_hand() {
+    let repo = fake_repo(FAILING_INSTALLER);
+    let msg = panic_message(|| {
+        find_with(&ClaudeEnv::default(), repo.path(), "t");
+    });
+    let v = pinned_version();
+    for needle in [
+        format!("Claude Code CLI {v} (pinned in .ci/install-claude.sh)"),
+        "`bash .ci/install-claude.sh`".to_string(),
+        format!("`npm install -g @anthropic-ai/claude-code@{v}`"),
+        "CLOUDAGENT_TEST_CLAUDE".to_string(),
+        "the installer failed".to_string(),
+    ] {
+        assert!(msg.contains(&needle), "{needle:?} not in: {msg}");
+    }
+}
+
+#[test]
+fn a_failed_install_is_not_retried_by_the_other_tests() {
+    let repo = fake_repo(FAILING_INSTALLER);
+    let messages: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    panic_message(|| {
+                        find_with(&ClaudeEnv::default(), repo.path(), "t");
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(runs(repo.path()), 1, "the installer ran more than once");
+    for msg in &messages {
+        assert!(msg.contains("the installer failed"), "{msg}");
+    }
 }
