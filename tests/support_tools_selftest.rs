@@ -23,7 +23,7 @@ const CHILD: &str = "CLOUDAGENT_SELFTEST_TOOLS_CHILD";
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
-        .prefix("ca-tools-")
+        .prefix("ca-selftest-")
         .tempdir()
         .unwrap()
 }
