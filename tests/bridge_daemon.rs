@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use support::TestHome;
 use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
 use support::fake_backend::{FakeBackend, deliver, frame_type, tool_result_err, tool_result_ok};
+use support::tools::require_tool;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -57,6 +58,10 @@ for ev in [{"type": "system", "subtype": "init", "session_id": sid},
 
 #[tokio::test(flavor = "multi_thread")]
 async fn claude_calls_tools_through_the_bridge_and_the_backend() {
+    // MCP_CLAUDE runs under `#!/usr/bin/env python3`.
+    if require_tool("python3", "python3").is_none() {
+        return;
+    }
     let home = TestHome::new();
     let backend = FakeBackend::start().await;
     home.fake_bin("claude", MCP_CLAUDE);

@@ -1,6 +1,9 @@
 //! `mcp-bridge` end to end: the real binary spoken to over stdio as claude
 //! does (PROTOCOL §5), against a fake daemon on a temporary bridge socket.
 
+#[path = "support/tools.rs"]
+mod tools;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -683,13 +686,17 @@ print(data.decode() if data else "CLOSED")
 
 #[tokio::test]
 async fn ipc_server_closes_connections_from_other_uids() {
-    let python = Path::new("/usr/bin/python3");
-    if rustix::process::getuid().as_raw() != 0 || !python.exists() {
-        println!(
-            "SKIPPED ipc_server_closes_connections_from_other_uids: needs root and /usr/bin/python3"
+    if rustix::process::getuid().as_raw() != 0 {
+        tools::skip(
+            &tools::current_test(),
+            "needs root (to run a client as another uid)",
         );
         return;
     }
+    // The system interpreter: uid 65534 cannot reach one under /root.
+    let Some(python) = tools::require_tool("/usr/bin/python3", "python3") else {
+        return;
+    };
     use std::os::unix::fs::PermissionsExt;
     let home = TestHome::new();
     let socket = home.path().join("bridge.sock");
@@ -699,7 +706,7 @@ async fn ipc_server_closes_connections_from_other_uids() {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
 
     let run = |uid: Option<u32>| {
-        let mut cmd = Command::new(python);
+        let mut cmd = Command::new(&python);
         cmd.args(["-c", PY_CLIENT]).arg(&socket).kill_on_drop(true);
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);

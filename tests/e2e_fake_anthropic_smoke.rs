@@ -2,10 +2,11 @@
 //! `support/fake_anthropic.rs`: proves the fake is good enough for the
 //! daemon's end-to-end tests.
 //!
-//! Needs the binary from `bash .ci/install-claude.sh` (or a path in
-//! `CLOUDAGENT_TEST_CLAUDE`); `CLOUDAGENT_SKIP_REAL_CLAUDE=1` skips instead of
-//! failing when it is missing. Case (b) also needs `python3` (the tiny MCP
-//! server the test writes), overridable with `CLOUDAGENT_TEST_PYTHON`.
+//! The pinned claude is installed into `.tools/` on first use (see
+//! `support/real_claude.rs`; `CLOUDAGENT_TEST_CLAUDE` names another binary).
+//! Case (b) also needs `python3` (the tiny MCP server the test writes),
+//! overridable with `CLOUDAGENT_TEST_PYTHON`; without it the case is skipped
+//! (README.md, "Tests").
 
 mod support;
 
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::fake_anthropic::{self, FakeAnthropic, RecordedRequest, Reply, Script, ToolResult};
-use support::real_claude::find as real_claude;
+use support::real_claude::{find as real_claude, pinned_version};
+use support::tools::require_tool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-const CLAUDE_VERSION: &str = "2.1.197";
 /// A run takes ~1 s; the limit only guards against hangs.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 const SEND_MESSAGE: &str = "mcp__cloudagent__send_message";
@@ -40,34 +41,36 @@ async fn assert_version(claude: &Path) {
     .expect("`claude --version` failed to start");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.starts_with(CLAUDE_VERSION),
-        "{} --version: {} stdout={stdout:?} stderr={:?}; expected {CLAUDE_VERSION} (run `bash .ci/install-claude.sh`)",
+        out.status.success() && stdout.starts_with(pinned_version()),
+        "{} --version: {} stdout={stdout:?} stderr={:?}; expected {} (run `bash .ci/install-claude.sh`)",
         claude.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr),
+        pinned_version(),
     );
 }
 
 /// Absolute path of a real python3 interpreter (not a pyenv shim, which
-/// would look for its state under the temp HOME).
-async fn python3() -> PathBuf {
+/// would look for its state under the temp HOME); `None` after a SKIPPED
+/// line when there is none.
+async fn python3() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CLOUDAGENT_TEST_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+        return Some(PathBuf::from(p));
     }
-    let out = Command::new("python3")
+    let out = Command::new(require_tool("python3", "python3")?)
         .args(["-c", "import sys; print(sys.executable)"])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .expect("python3 is needed for the test's MCP server (or set CLOUDAGENT_TEST_PYTHON)");
+        .unwrap();
     assert!(out.status.success(), "python3 -c ... failed: {out:?}");
     let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     assert!(
         p.is_absolute() && p.is_file(),
         "python3 sys.executable is {p:?}"
     );
-    p
+    Some(p)
 }
 
 /// Temp HOME and project cwd for claude; removed on drop.
@@ -158,7 +161,7 @@ for line in sys.stdin:
 
 /// Writes the MCP server script and a `--mcp-config` file (server key
 /// `cloudagent`); returns (config path, server log path).
-async fn write_mcp_config(sandbox: &Sandbox) -> (PathBuf, PathBuf) {
+fn write_mcp_config(sandbox: &Sandbox, python: &Path) -> (PathBuf, PathBuf) {
     let script = sandbox.file("mcp_server.py");
     let log = sandbox.file("mcp_server.log");
     let config = sandbox.file("mcp.json");
@@ -167,7 +170,7 @@ async fn write_mcp_config(sandbox: &Sandbox) -> (PathBuf, PathBuf) {
         "mcpServers": {
             "cloudagent": {
                 "type": "stdio",
-                "command": python3().await,
+                "command": python,
                 "args": ["-u", script, log],
             }
         }
@@ -382,9 +385,12 @@ async fn real_claude_text_only_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_claude_mcp_tool_round_trip_then_resume() {
     let Some(claude) = real_claude() else { return };
+    let Some(python) = python3().await else {
+        return;
+    };
     assert_version(&claude).await;
     let sandbox = Sandbox::new();
-    let (mcp_config, mcp_log_path) = write_mcp_config(&sandbox).await;
+    let (mcp_config, mcp_log_path) = write_mcp_config(&sandbox, &python);
     let mcp_config = mcp_config.to_str().unwrap().to_string();
     let mcp_args = [
         "--mcp-config",

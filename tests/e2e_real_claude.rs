@@ -3,8 +3,10 @@
 //! bridge) against a fake backend, and claude talks to a scripted stand-in
 //! for the Anthropic Messages API.
 //!
-//! Needs `bash .ci/install-claude.sh` (or CLOUDAGENT_TEST_CLAUDE); with
-//! CLOUDAGENT_SKIP_REAL_CLAUDE=1 the tests print SKIPPED instead.
+//! The pinned claude is installed into `.tools/` on first use (see
+//! `support/real_claude.rs`; CLOUDAGENT_TEST_CLAUDE names another binary);
+//! with CLOUDAGENT_SKIP_REAL_CLAUDE=1 and none installed the tests print
+//! SKIPPED instead.
 
 mod support;
 

@@ -155,3 +155,4 @@ pub mod fake_anthropic;
 pub mod fake_backend;
 pub mod fake_claude;
 pub mod real_claude;
+pub mod tools;
