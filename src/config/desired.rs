@@ -299,6 +299,25 @@ impl Validator<'_, '_> {
         })
     }
 
+    /// `api_key_file` is checked like any path, but its value is never
+    /// quoted: users paste the key itself here.
+    fn key_file_path(&mut self, name: &str, raw: &str) -> Option<PathBuf> {
+        let at = ["profiles", name, "api_key_file"];
+        let p = expand_tilde(raw.trim(), &self.home.home);
+        if raw.trim().is_empty() {
+            self.error(&at, "must not be empty");
+            None
+        } else if !p.is_absolute() {
+            self.error(
+                &at,
+                "must be the path of the file holding the key, absolute or starting with ~/ (value not shown)",
+            );
+            None
+        } else {
+            Some(p)
+        }
+    }
+
     fn api_key(&mut self, name: &str, rp: &RawProfile) -> Option<SecretRef> {
         let given = [
             rp.api_key_file.is_some(),
@@ -323,12 +342,10 @@ impl Validator<'_, '_> {
             return None;
         }
         if let Some(f) = &rp.api_key_file {
-            return self
-                .abs_path(&["profiles", name, "api_key_file"], f)
-                .map(SecretRef::File);
+            return self.key_file_path(name, f).map(SecretRef::File);
         }
         if let Some(var) = &rp.api_key_env {
-            if !valid_env_name(var) {
+            if !valid_env_name(var) || var.to_ascii_lowercase().starts_with("sk_") {
                 // Never echo the value: users sometimes paste the key here.
                 self.error(
                     &["profiles", name, "api_key_env"],

@@ -4,6 +4,7 @@
 pub mod desired;
 pub mod error;
 pub mod locate;
+pub mod mask;
 pub mod raw;
 pub mod secret;
 

@@ -125,6 +125,8 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
     let (desired, new) = match loaded {
         Ok(x) => x,
         Err(e) => {
+            // Shown in the log and by `status`: never with a key in it.
+            let e = crate::redact::secrets(&e).into_owned();
             tracing::error!(
                 "the new configuration in {} is not used: {e}",
                 path.display()

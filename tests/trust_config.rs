@@ -1,0 +1,152 @@
+//! The config side of the trust boundaries, through the real binary in a
+//! temporary HOME: keys never echoed, no cleartext keys to remote hosts, a
+//! tampered inventory never acted on, private workspaces, new limits
+//! validated, and an argv the bridge parses whatever the agent id.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::TestHome;
+use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
+use support::fake_backend::FakeBackend;
+use support::fake_claude::FakeClaude;
+use support::{stderr, stdout};
+
+const T: Duration = Duration::from_secs(15);
+
+const SERVER: &str = "[servers.prod]\nurl = \"https://api.cloudagent.chat\"\n\n";
+
+/// Distinctive parts of the values below: none may appear in any output.
+const KEY: &str = "sk_machine_TRUSTKEY1";
+const NOT_A_KEY: &str = "hunter2-NOTAKEY";
+const MARKS: [&str; 2] = ["TRUSTKEY1", "hunter2"];
+
+/// The same profile with its key written in every way TOML allows.
+fn spellings(value: &str) -> Vec<String> {
+    vec![
+        format!("[profiles.default]\nserver = \"prod\"\napi_key = \"{value}\"\n"),
+        format!("[profiles.default]\nserver = \"prod\"\n\"api_key\" = '{value}'\n"),
+        format!("[profiles]\ndefault.server = \"prod\"\ndefault.\"api_key\" = \"{value}\"\n"),
+        format!("[profiles]\ndefault.server = \"prod\"\ndefault. api_key = \"{value}\"\n"),
+        format!("[profiles]\ndefault = {{ server = \"prod\", api_key = \"{value}\" }}\n"),
+        format!("[profiles.default]\nserver = \"prod\"\napi_key = \"\"\"\n{value}\"\"\"\n"),
+        format!("[profiles]\ndefault.server = \"prod\"\ndefault.api_key = '''\n{value}'''\n"),
+        format!("[profiles.default]\nserver = \"prod\"\napi_key_file = \"{value}\"\n"),
+        format!("[profiles.default]\nserver = \"prod\"\napi_key_env = \"{value}\"\n"),
+    ]
+}
+
+/// `expect`: what the output says instead (a warning or an error).
+fn assert_no_key(home: &TestHome, config: &str, expect: &str) {
+    home.write_config(config);
+    for args in [&["plan"][..], &["apply"], &["plan", "--json"]] {
+        let out = home.cmd().args(args).output().unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        for mark in MARKS {
+            assert!(
+                !all.contains(mark),
+                "{args:?} echoed the key of\n{config}\n---\n{all}"
+            );
+        }
+        assert!(all.contains(expect), "{args:?} on\n{config}\n---\n{all}");
+    }
+}
+
+#[test]
+fn a_key_is_never_echoed_however_the_file_spells_it() {
+    let home = TestHome::new();
+    for value in [KEY, NOT_A_KEY] {
+        for profile in spellings(value) {
+            assert_no_key(
+                &home,
+                &format!("{SERVER}{profile}"),
+                "profiles.default.api_key",
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_that_does_not_parse_does_not_show_the_key_either() {
+    let home = TestHome::new();
+    for (broken, expect) in [
+        (
+            format!("[profiles.default]\nserver = \"prod\"\napi_key = \"{NOT_A_KEY}\n"),
+            "(line not shown",
+        ),
+        (
+            format!("[profiles.default]\nserver = \"prod\"\napi_key = \"\"\"\n{NOT_A_KEY}\n"),
+            "invalid multi-line basic string",
+        ),
+        (
+            format!("[profiles]\ndefault. api_key = {NOT_A_KEY}\n"),
+            "(line not shown",
+        ),
+    ] {
+        assert_no_key(&home, &format!("{SERVER}{broken}"), expect);
+    }
+}
+
+/// The masked line is still shown, with its location, for the user to find
+/// the place.
+#[test]
+fn the_inline_key_warning_still_points_at_the_line() {
+    let home = TestHome::new();
+    home.write_config(&format!(
+        "{SERVER}[profiles]\ndefault.server = \"prod\"\ndefault. api_key = \"{KEY}\"\n"
+    ));
+    let out = home.cmd().arg("plan").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "cloudagent.toml:6:20: profiles.default.api_key: the API key is written inline"
+        ) && text.contains("6 | default. api_key = (sensitive)"),
+        "{text}"
+    );
+}
+
+fn status_json(home: &TestHome) -> serde_json::Value {
+    let out = home.cmd().args(["status", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_error_shows_no_key_in_the_log_or_status() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    let good = DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home);
+    let cfg = home.write_config(&good);
+    let d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+
+    let start = good.find("api_key_file").unwrap();
+    let end = start + good[start..].find('\n').unwrap();
+    let bad = format!(
+        "{}api_key_file = \"{NOT_A_KEY}\"{}",
+        &good[..start],
+        &good[end..]
+    );
+    let tmp = cfg.with_extension("tmp");
+    std::fs::write(&tmp, bad).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    let deadline = Instant::now() + T;
+    while status_json(&home)["config_error"].is_null() {
+        assert!(Instant::now() < deadline, "no config error in status");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = home.cmd().arg("status").output().unwrap();
+    let everything = format!(
+        "{}\n{}\n{}",
+        status_json(&home),
+        stdout(&text),
+        d.output(&home)
+    );
+    assert!(everything.contains("api_key_file"), "{everything}");
+    for mark in MARKS {
+        assert!(!everything.contains(mark), "{everything}");
+    }
+}
