@@ -150,3 +150,98 @@ async fn a_reload_error_shows_no_key_in_the_log_or_status() {
         assert!(!everything.contains(mark), "{everything}");
     }
 }
+
+// ---- Cleartext keys: http:// only to this machine, unless opted in ----
+
+fn server_config(url: &str, server_extra: &str) -> String {
+    format!(
+        "[servers.prod]\nurl = \"{url}\"\n{server_extra}\n[profiles.default]\nserver = \"prod\"\napi_key_file = \"~/k\"\n"
+    )
+}
+
+#[test]
+fn http_to_another_machine_is_refused_unless_opted_in() {
+    let home = TestHome::new();
+    home.write_config(&server_config("http://example.com", ""));
+    let out = home.cmd().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("servers.prod.url: server \"prod\": http:// would send the machine key unencrypted to example.com")
+            && err.contains("use https://, or set allow_insecure_http = true in [servers.prod]"),
+        "{err}"
+    );
+    assert!(!home.path().join(".cloudagent").exists());
+
+    home.write_config(&server_config(
+        "http://example.com",
+        "allow_insecure_http = true\n",
+    ));
+    let out = home.cmd().arg("plan").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    for local in [
+        "http://127.0.0.1:4711",
+        "http://localhost:4711/v1",
+        "http://[::1]:4711",
+    ] {
+        home.write_config(&server_config(local, ""));
+        let out = home.cmd().arg("plan").output().unwrap();
+        assert!(out.status.success(), "{local}: {}", stderr(&out));
+    }
+}
+
+/// 0.0.0.0 is not loopback by the rule (localhost, 127.0.0.0/8, ::1), yet a
+/// connection attempt to it stays on this machine: without the check the
+/// daemon would try to connect, never leaving the host.
+const NOT_LOOPBACK: &str = "http://0.0.0.0:9";
+
+#[test]
+fn one_shot_start_over_http_to_another_machine_needs_the_flag() {
+    let home = TestHome::new();
+    let mut d = Daemon::start_with(
+        &home,
+        FAST_TIMING,
+        &["--server-url", NOT_LOOPBACK, "--api-key", KEY],
+    );
+    let status = d.wait_exit(T).expect("start should refuse at once");
+    let out = d.output(&home);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("--server-url http://0.0.0.0:9: http:// would send the machine key unencrypted to 0.0.0.0")
+            && out.contains("pass --allow-insecure-http"),
+        "{out}"
+    );
+    assert!(!out.contains("TRUSTKEY1"), "{out}");
+}
+
+#[test]
+fn the_original_config_json_over_http_to_another_machine_needs_the_flag() {
+    let home = TestHome::new();
+    let legacy = home.path().join(".cloudagent/daemon/config.json");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::write(
+        &legacy,
+        format!("{{\"server_url\": \"{NOT_LOOPBACK}\", \"machine_api_key\": \"{KEY}\"}}"),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&home, FAST_TIMING);
+    let status = d.wait_exit(T).expect("start should refuse at once");
+    let out = d.output(&home);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}: server_url: http:// would send",
+            legacy.display()
+        )) && out.contains("pass --allow-insecure-http to start"),
+        "{out}"
+    );
+
+    // With the flag it goes ahead (and tries to connect, on this machine).
+    let d = Daemon::start_with(&home, FAST_TIMING, &["--allow-insecure-http"]);
+    let deadline = Instant::now() + T;
+    while !d.output(&home).contains("Connecting to http://0.0.0.0:9") {
+        assert!(Instant::now() < deadline, "{}", d.output(&home));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::error::{Locator, Problem};
 use super::raw::{LogLevel, PermissionMode, RawAgent, RawConfig, RawProfile, Transport};
 use super::secret::{Secret, SecretRef, valid_env_name};
+use super::{locate, server_url};
 use crate::fsutil::expand_tilde;
 use crate::paths::{AgentId, Home, ProfileName};
 
@@ -59,6 +60,8 @@ pub struct Server {
     pub url: String,
     pub transport: Transport,
     pub insecure: bool,
+    /// `http://` to a host other than this machine was opted into.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,23 +90,6 @@ pub struct Agent {
     pub workspace_slug: String,
     pub workdir: Option<PathBuf>,
     pub append_system_prompt: Option<String>,
-}
-
-/// Normalise a server URL as the original does (trim `/` and a trailing
-/// `/v1`); the scheme must be http or https.
-pub fn normalize_server_url(raw: &str) -> Result<String, String> {
-    let mut url = raw.trim().trim_end_matches('/').to_string();
-    if let Some(stripped) = url.strip_suffix("/v1") {
-        url = stripped.trim_end_matches('/').to_string();
-    }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("server URL must start with http:// or https://, got {raw:?}"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("server URL has no host: {raw:?}"));
-    }
-    Ok(url)
 }
 
 pub fn validate(
@@ -196,7 +182,17 @@ impl Validator<'_, '_> {
     fn servers(&mut self, raw: &RawConfig) -> BTreeMap<String, Server> {
         let mut out = BTreeMap::new();
         for (name, s) in &raw.servers {
-            match normalize_server_url(&s.url) {
+            let allow_insecure_http = s.allow_insecure_http.unwrap_or(false);
+            let checked = server_url::normalize(&s.url).and_then(|url| {
+                let opt_in = format!(
+                    "set allow_insecure_http = true in [servers.{}]",
+                    locate::dotted(std::slice::from_ref(name))
+                );
+                server_url::check_cleartext(&url, allow_insecure_http, &opt_in)
+                    .map(|()| url)
+                    .map_err(|e| format!("server {name:?}: {e}"))
+            });
+            match checked {
                 Ok(url) => {
                     out.insert(
                         name.clone(),
@@ -205,6 +201,7 @@ impl Validator<'_, '_> {
                             url,
                             transport: s.transport.unwrap_or(Transport::Ws),
                             insecure: s.insecure.unwrap_or(false),
+                            allow_insecure_http,
                         },
                     );
                 }
@@ -423,25 +420,5 @@ impl Profile {
         } else {
             agent_dir.join("workspace")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_normalisation() {
-        assert_eq!(normalize_server_url("https://a.b/").unwrap(), "https://a.b");
-        assert_eq!(
-            normalize_server_url("https://a.b/v1").unwrap(),
-            "https://a.b"
-        );
-        assert_eq!(
-            normalize_server_url("http://a.b/pre/v1/").unwrap(),
-            "http://a.b/pre"
-        );
-        assert!(normalize_server_url("ftp://a.b").is_err());
-        assert!(normalize_server_url("https://").is_err());
     }
 }

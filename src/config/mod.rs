@@ -7,6 +7,7 @@ pub mod locate;
 pub mod mask;
 pub mod raw;
 pub mod secret;
+pub mod server_url;
 
 use std::path::{Path, PathBuf};
 

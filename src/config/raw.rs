@@ -118,8 +118,9 @@ impl LogLevel {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// Base URL of the backend, `https://…` or `http://…` (a trailing `/` or
-    /// `/v1` is removed).
+    /// Base URL of the backend, `https://…`, or `http://…` to this machine
+    /// (anything else needs `allow_insecure_http`). A trailing `/` or `/v1`
+    /// is removed.
     pub url: String,
     /// How the daemon talks to the backend. Only `ws` (WebSocket,
     /// `/v1/daemon/ws`) is available in this version. Default: `ws`.
@@ -127,6 +128,11 @@ pub struct RawServer {
     /// Skip TLS certificate verification. Only for self-signed development
     /// servers. Default: false.
     pub insecure: Option<bool>,
+    /// Allow an `http://` URL to a host other than this machine. The
+    /// machine key then crosses the network unencrypted, so this is refused
+    /// unless set; loopback (`localhost`, `127.0.0.0/8`, `::1`) needs no
+    /// opt-in. Default: false.
+    pub allow_insecure_http: Option<bool>,
 }
 
 /// Transport between daemon and backend.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef};
+use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef, server_url};
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 
 use crate::protocol::env::{
@@ -40,6 +40,15 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
+}
+
+/// The transport-security flags of one-shot `start`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneShotTls {
+    /// `--insecure`: skip certificate verification.
+    pub insecure: bool,
+    /// `--allow-insecure-http`: `http://` to another machine.
+    pub allow_insecure_http: bool,
 }
 
 /// The original's `config.json` (PROTOCOL §6.5).
@@ -141,19 +150,29 @@ impl Settings {
         Ok(s)
     }
 
-    /// From the original's `config.json`.
+    /// From the original's `config.json`. `allow_insecure_http`: `start
+    /// --allow-insecure-http` (the file has no such setting).
     pub fn from_legacy(
         path: &Path,
         profile: &ProfileName,
         home: Home,
         exe: PathBuf,
+        allow_insecure_http: bool,
     ) -> Result<Self, String> {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let legacy: LegacyConfig = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not a valid config: {e}", path.display()))?;
         let mut s = Self::base(profile.clone(), home, exe);
-        s.server_url = crate::config::desired::normalize_server_url(&legacy.server_url)
+        s.server_url = server_url::normalize(&legacy.server_url)
+            .and_then(|url| {
+                server_url::check_cleartext(
+                    &url,
+                    allow_insecure_http,
+                    "pass --allow-insecure-http to start",
+                )
+                .map(|()| url)
+            })
             .map_err(|e| format!("{}: server_url: {e}", path.display()))?;
         s.api_key = Secret::new(legacy.machine_api_key);
         s.permission_mode = parse_permission_mode(&legacy.claude_permission_mode)
@@ -165,15 +184,22 @@ impl Settings {
     pub fn one_shot(
         url: &str,
         key: &str,
-        insecure: bool,
+        tls: OneShotTls,
         profile: &ProfileName,
         home: Home,
         exe: PathBuf,
     ) -> Result<Self, String> {
         let mut s = Self::base(profile.clone(), home, exe);
-        s.server_url = crate::config::desired::normalize_server_url(url)?;
+        let normalized = server_url::normalize(url)?;
+        server_url::check_cleartext(
+            &normalized,
+            tls.allow_insecure_http,
+            "pass --allow-insecure-http",
+        )
+        .map_err(|e| format!("--server-url {normalized}: {e}"))?;
+        s.server_url = normalized;
         s.api_key = Secret::new(key);
-        s.insecure = insecure;
+        s.insecure = tls.insecure;
         Ok(s)
     }
 
