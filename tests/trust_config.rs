@@ -245,3 +245,81 @@ fn the_original_config_json_over_http_to_another_machine_needs_the_flag() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---- The inventory is checked before apply acts on it ----
+
+const ONE_AGENT: &str = "[servers.prod]\nurl = \"https://api.cloudagent.chat\"\n\n[profiles.default]\nserver = \"prod\"\napi_key_file = \"~/k\"\n\n[profiles.default.agents.agent_a]\n";
+
+#[test]
+fn a_tampered_inventory_never_moves_or_removes_anything_outside() {
+    let home = TestHome::new();
+    home.fake_systemctl(0, "");
+    home.write_config(ONE_AGENT);
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Things apply must never touch, named in the inventory by an edit.
+    let victim_dir = home.path().join("victimdir");
+    std::fs::create_dir_all(victim_dir.join(".meta")).unwrap();
+    std::fs::write(victim_dir.join("data.txt"), "mine").unwrap();
+    let precious = home.path().join("precious.txt");
+    std::fs::write(&precious, "mine").unwrap();
+    let unit_like = home.path().join("precious.service");
+    std::fs::write(&unit_like, "mine").unwrap();
+    let inventory = home.path().join(".cloudagent/daemon/inventory.json");
+    let mut inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&inventory).unwrap()).unwrap();
+    inv["agents"] = serde_json::json!(["agent_a", "../../victimdir"]);
+    inv["files"] = serde_json::json!([precious]);
+    inv["service"] = serde_json::json!({
+        "platform": "systemd", "unit": "cloudagent-daemon.service",
+        "path": unit_like, "loaded": true
+    });
+    std::fs::write(&inventory, serde_json::to_vec_pretty(&inv).unwrap()).unwrap();
+
+    let plan = home.cmd().arg("plan").output().unwrap();
+    let json = home.cmd().args(["plan", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["warnings"].as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(json["summary"]["remove"], 0, "{json}");
+    let apply = home.cmd().arg("apply").output().unwrap();
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    for out in [&plan, &apply] {
+        let text = stdout(out);
+        for entry in [
+            "ignoring agent \"../../victimdir\": not a valid agent id",
+            "ignoring file \"~/precious.txt\": not inside an agent directory",
+            "ignoring service \"cloudagent-daemon.service\" at \"~/precious.service\"",
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "Warning: profile \"default\": ~/.cloudagent/daemon/inventory.json: {entry}"
+                )),
+                "{entry} in:\n{text}"
+            );
+        }
+        assert!(!text.contains("archive"), "{text}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(victim_dir.join("data.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "mine");
+    assert_eq!(std::fs::read_to_string(&unit_like).unwrap(), "mine");
+    assert!(
+        !home.path().join(".cloudagent/agents/.archive").exists(),
+        "something was archived"
+    );
+    assert!(
+        home.systemctl_calls().is_empty(),
+        "{:?}",
+        home.systemctl_calls()
+    );
+
+    // The record no longer names them; the next apply has nothing to say.
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "No changes. The machine matches the configuration.\n"
+    );
+}

@@ -280,7 +280,7 @@ fn prepare(
         let who = apply_lock::holder_note(pid);
         eprintln!("Waiting for another apply{who} to finish before applying local resources...");
     })?;
-    for e in &plan.errors {
+    for e in plan.warnings.iter().chain(&plan.errors) {
         eprintln!("warning: {}: {}", e.resource, e.message);
     }
     if plan.has_changes() {

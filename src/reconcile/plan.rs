@@ -116,12 +116,18 @@ pub struct InventoryPlan {
     pub path: PathBuf,
     pub old: Option<Inventory>,
     pub base: Inventory,
+    /// The file holds entries that were ignored: write it even when the
+    /// rest is unchanged, so they go.
+    pub rewrite: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub changes: Vec<Change>,
     pub notes: Vec<Message>,
+    /// Worth the user's attention but not in the way (an inventory entry
+    /// ignored as not ours).
+    pub warnings: Vec<Message>,
     pub errors: Vec<Message>,
     #[serde(skip)]
     pub inventories: BTreeMap<ProfileName, InventoryPlan>,
@@ -159,6 +165,11 @@ impl Plan {
 pub fn plan(target: &Target, observed: &Observed) -> Plan {
     let mut plan = Plan::default();
     for (name, op) in &observed.profiles {
+        plan.warnings.extend(op.rejected.iter().map(|w| Message {
+            resource: ResourceId::profile(name).to_string(),
+            message: w.clone(),
+        }));
+        let rewrite = !op.rejected.is_empty();
         let old = match &op.inventory {
             Ok(inv) => inv.clone(),
             Err(e) => {
@@ -197,6 +208,7 @@ pub fn plan(target: &Target, observed: &Observed) -> Plan {
                         path: op.paths.inventory_file(),
                         old,
                         base,
+                        rewrite,
                     },
                 );
             }
@@ -222,6 +234,7 @@ pub fn plan(target: &Target, observed: &Observed) -> Plan {
                         path: op.paths.inventory_file(),
                         old: Some(inv),
                         base,
+                        rewrite,
                     },
                 );
             }

@@ -113,6 +113,7 @@ fn empty(t: &Target) -> Observed {
                     ObservedProfile {
                         paths: home.profile(n),
                         inventory: Ok(None),
+                        rejected: Vec::new(),
                         assigned: Default::default(),
                     },
                 )

@@ -150,8 +150,9 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
             Ok((plan, report)) => {
                 let errors: Vec<String> = plan
-                    .errors
+                    .warnings
                     .iter()
+                    .chain(&plan.errors)
                     .map(|e| format!("{}: {}", e.resource, e.message))
                     .chain(report.errors)
                     .collect();
