@@ -323,3 +323,135 @@ fn a_tampered_inventory_never_moves_or_removes_anything_outside() {
         "No changes. The machine matches the configuration.\n"
     );
 }
+
+// ---- Workspaces are private unless the profile shares them ----
+
+fn modes(agent_dir: &std::path::Path) -> Vec<(String, u32)> {
+    ["", "notes", "claude", "workspace", ".meta", "MEMORY.md"]
+        .iter()
+        .map(|p| (p.to_string(), support::mode(&agent_dir.join(p))))
+        .collect()
+}
+
+fn expected(dir: u32, file: u32) -> Vec<(String, u32)> {
+    [
+        ("", dir),
+        ("notes", dir),
+        ("claude", dir),
+        ("workspace", dir),
+        (".meta", 0o700),
+        ("MEMORY.md", file),
+    ]
+    .iter()
+    .map(|(p, m)| (p.to_string(), *m))
+    .collect()
+}
+
+/// agent_a in its own workspace, agent_w and agent_n in declared workdirs.
+fn with_workdir(access: &str) -> String {
+    let agents = "\n[profiles.default.agents.agent_w]\nworkdir = \"~/mycode\"\n[profiles.default.agents.agent_n]\nworkdir = \"~/newcode\"\n";
+    format!("{ONE_AGENT}{agents}").replacen(
+        "[profiles.default]\n",
+        &format!("[profiles.default]\n{access}\n"),
+        1,
+    )
+}
+
+#[test]
+fn workspaces_are_private_by_default_and_drift_is_repaired_but_never_on_a_workdir() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TestHome::new();
+    let mycode = home.path().join("mycode");
+    std::fs::create_dir(&mycode).unwrap();
+    std::fs::set_permissions(&mycode, std::fs::Permissions::from_mode(0o755)).unwrap();
+    home.write_config(&with_workdir(""));
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let a = home.path().join(".cloudagent/agents/agent_a");
+    assert_eq!(modes(&a), expected(0o700, 0o600));
+    assert_eq!(
+        support::mode(&mycode),
+        0o755,
+        "a declared workdir was chmod'ed"
+    );
+    assert_eq!(support::mode(&home.path().join("newcode")), 0o700);
+
+    // Drift on what apply manages is shown and repaired; the workdir stays.
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(a.join("MEMORY.md"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let newcode = home.path().join("newcode");
+    std::fs::set_permissions(&newcode, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = home.cmd().arg("plan").output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("~ mode ~/.cloudagent/agents/agent_a 0755 -> 0700")
+            && text.contains("~ mode ~/.cloudagent/agents/agent_a/MEMORY.md 0644 -> 0600")
+            && text.contains("Plan: 0 to add, 1 to change, 0 to remove."),
+        "{text}"
+    );
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(modes(&a), expected(0o700, 0o600));
+    assert_eq!(support::mode(&mycode), 0o755);
+    assert_eq!(support::mode(&newcode), 0o750);
+
+    // Shared: today's modes, and the switch is a repair.
+    home.write_config(&with_workdir("workspace_access = \"shared\""));
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(modes(&a), expected(0o755, 0o644));
+    assert_eq!(support::mode(&newcode), 0o750);
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "No changes. The machine matches the configuration.\n"
+    );
+}
+
+async fn server_agents_get(access: &str, dir: u32, file: u32) {
+    use serde_json::json;
+    use support::fake_backend::{deliver, frame, frame_type};
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    let cfg = DaemonConfig::new(&backend.url(), &[]).render(&home);
+    home.write_config(&cfg.replacen(
+        "[profiles.default]\n",
+        &format!("[profiles.default]\n{access}\n"),
+        1,
+    ));
+    let _d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    conn.send(frame(
+        "assign",
+        json!({"agent_id": "agent_srv", "agent_name": "Boss"}),
+    ))
+    .await;
+    conn.send(deliver(1, "agent_srv", "m1", "x")).await;
+    conn.send(deliver(2, "agent_lazy", "m2", "y")).await;
+    backend
+        .wait_for_frames(T, "two final statuses", |f| {
+            f.iter()
+                .filter(|(_, f)| {
+                    frame_type(f) == "agent_status" && f["payload"]["status"] != "running"
+                })
+                .count()
+                == 2
+        })
+        .await;
+    for agent in ["agent_srv", "agent_lazy"] {
+        let a = home.path().join(".cloudagent/agents").join(agent);
+        assert_eq!(modes(&a), expected(dir, file), "{agent} ({access:?})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workspaces_the_daemon_creates_are_private_by_default() {
+    server_agents_get("", 0o700, 0o600).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workspaces_the_daemon_creates_follow_a_shared_profile() {
+    server_agents_get("workspace_access = \"shared\"", 0o755, 0o644).await;
+}

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{Locator, Problem};
-use super::raw::{LogLevel, PermissionMode, RawAgent, RawConfig, RawProfile, Transport};
+use super::raw::{
+    LogLevel, PermissionMode, RawAgent, RawConfig, RawProfile, Transport, WorkspaceAccess,
+};
 use super::secret::{Secret, SecretRef, valid_env_name};
 use super::{locate, server_url};
 use crate::fsutil::expand_tilde;
@@ -70,6 +72,7 @@ pub struct Profile {
     pub server: Server,
     pub api_key: SecretRef,
     pub workspace_root: Option<PathBuf>,
+    pub workspace_access: WorkspaceAccess,
     /// Present when the profile's service unit should be installed.
     pub service: Option<ServiceSettings>,
     pub agents: BTreeMap<AgentId, Agent>,
@@ -291,6 +294,7 @@ impl Validator<'_, '_> {
             server: server?,
             api_key: api_key?,
             workspace_root,
+            workspace_access: rp.workspace_access.unwrap_or_default(),
             service,
             agents,
         })

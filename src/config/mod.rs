@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use desired::{Agent, DaemonSettings, Desired, Profile, Server, ServiceSettings};
 pub use error::{ConfigError, Problem};
-pub use raw::{PermissionMode, RawConfig, Transport};
+pub use raw::{PermissionMode, RawConfig, Transport, WorkspaceAccess};
 pub use secret::{Secret, SecretRef};
 
 use crate::paths::Home;

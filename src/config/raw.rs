@@ -171,6 +171,13 @@ pub struct RawProfile {
     /// Host-level workspace root: an agent without `workdir` runs claude in
     /// `<workspace_root>/<agent id>/workspace`. Absolute or `~/…`.
     pub workspace_root: Option<String>,
+    /// Who else on this machine may read the agents' workspaces (their
+    /// directories, `notes/`, `claude/`, `workspace/`, `MEMORY.md`):
+    /// `private` (0700 directories, 0600 files) or `shared` (0755/0644).
+    /// apply repairs drift on the directories it manages; a `workdir` you
+    /// declare is created with this mode but never changed. Default:
+    /// `private`.
+    pub workspace_access: Option<WorkspaceAccess>,
     /// Run this profile's daemon as a user service (systemd user unit on
     /// Linux, launchd agent on macOS). Remove the section to uninstall.
     pub service: Option<RawService>,
@@ -179,6 +186,33 @@ pub struct RawProfile {
     #[serde(default)]
     #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$" }))]
     pub agents: BTreeMap<String, RawAgent>,
+}
+
+/// Permissions of agent workspaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceAccess {
+    /// Only this user: directories 0700, files 0600.
+    #[default]
+    Private,
+    /// Readable by every user of the machine: directories 0755, files 0644.
+    Shared,
+}
+
+impl WorkspaceAccess {
+    pub fn dir_mode(self) -> u32 {
+        match self {
+            Self::Private => 0o700,
+            Self::Shared => 0o755,
+        }
+    }
+
+    pub fn file_mode(self) -> u32 {
+        match self {
+            Self::Private => 0o600,
+            Self::Shared => 0o644,
+        }
+    }
 }
 
 /// The profile's service unit.

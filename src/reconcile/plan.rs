@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::inventory::{Inventory, ServiceRecord};
-use super::model::{Display, Entry, Kind, ResourceId, Seen, UnitTarget, Want};
+use super::model::{DirMode, Display, Entry, Kind, ResourceId, Seen, UnitTarget, Want};
 use super::observe::Observed;
 use super::target::{AgentTarget, ProfileTarget, ServiceWant, Target};
 use crate::paths::{ProfileName, ProfilePaths};
@@ -691,15 +691,18 @@ pub(crate) fn entries_ops(entries: &[Entry], observed: &Observed) -> Result<Vec<
         match (&e.want, seen) {
             (Want::Dir { mode }, Seen::Missing) => ops.push(Op::MkDir {
                 path: e.path.clone(),
-                mode: mode.unwrap_or(0o755),
+                mode: mode.bits(),
             }),
-            (Want::Dir { mode: Some(want) }, Seen::Dir { mode }) if want != mode => {
-                ops.push(Op::Chmod {
-                    path: e.path.clone(),
-                    from: *mode,
-                    to: *want,
-                })
-            }
+            (
+                Want::Dir {
+                    mode: DirMode::Exact(want),
+                },
+                Seen::Dir { mode },
+            ) if want != mode => ops.push(Op::Chmod {
+                path: e.path.clone(),
+                from: *mode,
+                to: *want,
+            }),
             (Want::Dir { .. }, Seen::Dir { .. })
             | (Want::Dir { .. }, Seen::Symlink { to_dir: true, .. }) => {}
             (Want::Dir { .. }, other) => {
@@ -725,12 +728,25 @@ pub(crate) fn entries_ops(entries: &[Entry], observed: &Observed) -> Result<Vec<
                 *create_only,
                 *display,
             )),
+            // Written once, then the agent's: only its mode is ours.
             (
                 Want::File {
-                    create_only: true, ..
+                    create_only: true,
+                    mode,
+                    ..
                 },
-                Seen::File { .. },
-            ) => {}
+                Seen::File {
+                    mode: seen_mode, ..
+                },
+            ) => {
+                if seen_mode != mode {
+                    ops.push(Op::Chmod {
+                        path: e.path.clone(),
+                        from: *seen_mode,
+                        to: *mode,
+                    });
+                }
+            }
             (
                 Want::File {
                     content,

@@ -11,7 +11,10 @@ use crate::fsutil;
 use crate::paths::AgentId;
 use crate::protocol::Assign;
 use crate::protocol::frames::DeliverPayload;
-use crate::reconcile::{self, target::agent_entries};
+use crate::reconcile::{
+    self,
+    target::{AgentSpec, agent_entries},
+};
 use crate::workspace::{AgentLayout, Identity};
 
 pub fn read_assigned(path: &Path) -> BTreeSet<String> {
@@ -40,22 +43,29 @@ fn record_assigned(settings: &Settings, id: &AgentId, assigned: bool) {
 
 /// The cwd claude runs in for an agent (PROTOCOL §6.3).
 pub fn cwd(settings: &Settings, id: &AgentId) -> PathBuf {
+    cwd_and_owner(settings, id).0
+}
+
+/// The cwd, and whether it is ours (true) or a workdir the file declares or
+/// the server chose (false: never chmod'ed).
+fn cwd_and_owner(settings: &Settings, id: &AgentId) -> (PathBuf, bool) {
     let layout = AgentLayout::new(&settings.paths, id);
     if let Some(agent) = settings.agents.get(id)
         && let Some(w) = &agent.workdir
     {
-        return w.clone();
+        return (w.clone(), false);
     }
     if let Ok(text) = std::fs::read_to_string(layout.cwd_override()) {
         let text = text.trim();
         if !text.is_empty() {
-            return fsutil::expand_tilde(text, &settings.home.home);
+            return (fsutil::expand_tilde(text, &settings.home.home), false);
         }
     }
-    match &settings.workspace_root {
+    let ours = match &settings.workspace_root {
         Some(root) => root.join(id.as_str()).join("workspace"),
         None => layout.default_cwd(),
-    }
+    };
+    (ours, true)
 }
 
 /// Identity on disk, or the default staff identity.
@@ -107,7 +117,8 @@ pub fn ensure_for_wake(
     if layout.dir.is_dir() && layout.identity().is_file() {
         // Existing workspace: only its cwd has to exist.
         let cwd = cwd(settings, id);
-        fsutil::create_dir_all(&cwd, 0o755).map_err(|e| e.to_string())?;
+        fsutil::create_dir_all(&cwd, settings.workspace_access.dir_mode())
+            .map_err(|e| e.to_string())?;
         return Ok((read_identity(&layout, id), cwd));
     }
     let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
@@ -152,19 +163,21 @@ fn ensure(
             _ => {}
         }
     }
-    let cwd = match over {
-        Some(w) => w.to_path_buf(),
-        None => cwd(settings, id),
+    let (cwd, cwd_is_ours) = match over {
+        Some(w) => (w.to_path_buf(), false),
+        None => cwd_and_owner(settings, id),
     };
-    let entries = agent_entries(
-        &layout,
+    let entries = agent_entries(&AgentSpec {
+        layout: &layout,
         id,
         identity,
-        &cwd,
-        over,
-        &settings.exe,
-        &settings.profile,
-    );
+        cwd: &cwd,
+        cwd_is_ours,
+        cwd_override: over,
+        exe: &settings.exe,
+        profile: &settings.profile,
+        access: settings.workspace_access,
+    });
     reconcile::converge(&entries)?;
     Ok(cwd)
 }

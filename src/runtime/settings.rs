@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef, server_url};
+use crate::config::{
+    Agent, Desired, PermissionMode, Secret, SecretRef, WorkspaceAccess, server_url,
+};
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 
 use crate::protocol::env::{
@@ -33,6 +35,9 @@ pub struct Settings {
     pub max_concurrent_wakes: u32,
     pub wake_timeout: Duration,
     pub workspace_root: Option<PathBuf>,
+    /// Modes of the workspaces the daemon creates (the profile's
+    /// `workspace_access`; private without a config file).
+    pub workspace_access: WorkspaceAccess,
     /// Agents declared in the config file (their identity wins over the
     /// server's `assign`).
     pub agents: BTreeMap<AgentId, Agent>,
@@ -102,6 +107,7 @@ impl Settings {
             max_concurrent_wakes: defaults.max_concurrent_wakes,
             wake_timeout: defaults.wake_timeout,
             workspace_root: None,
+            workspace_access: WorkspaceAccess::default(),
             agents: BTreeMap::new(),
             config_file: None,
             socket,
@@ -145,6 +151,7 @@ impl Settings {
         s.max_concurrent_wakes = desired.daemon.max_concurrent_wakes;
         s.wake_timeout = desired.daemon.wake_timeout;
         s.workspace_root = p.workspace_root.clone();
+        s.workspace_access = p.workspace_access;
         s.agents = p.agents.clone();
         s.config_file = Some(desired.source.clone());
         Ok(s)
