@@ -455,3 +455,64 @@ async fn workspaces_the_daemon_creates_are_private_by_default() {
 async fn workspaces_the_daemon_creates_follow_a_shared_profile() {
     server_agents_get("workspace_access = \"shared\"", 0o755, 0o644).await;
 }
+
+// ---- Limits for later enforcement: validated with the key and the file ----
+
+fn limits_config(server_extra: &str, profile_extra: &str) -> String {
+    format!(
+        "[servers.prod]\nurl = \"https://api.cloudagent.chat\"\n{server_extra}\n\n[profiles.default]\nserver = \"prod\"\napi_key_file = \"~/k\"\n{profile_extra}\n"
+    )
+}
+
+#[test]
+fn limits_out_of_range_are_errors_naming_the_key_and_the_file() {
+    let home = TestHome::new();
+    for (server, profile, expected) in [
+        (
+            "",
+            "max_server_agents = 10001",
+            ":8:21: profiles.default.max_server_agents: must be between 0 and 10000, got 10001",
+        ),
+        (
+            "",
+            "max_server_agents = -1",
+            ":8:21: profiles.default.max_server_agents: invalid value: integer `-1`, expected u32",
+        ),
+        (
+            "max_frame_mib = 0",
+            "",
+            ":3:17: servers.prod.max_frame_mib: must be between 1 and 1024, got 0",
+        ),
+        (
+            "max_frame_mib = 1025",
+            "",
+            ":3:17: servers.prod.max_frame_mib: must be between 1 and 1024, got 1025",
+        ),
+        (
+            "",
+            "allowed_workdirs = [\"~/code\", \"code/agents\"]",
+            ":8:20: profiles.default.allowed_workdirs: entry 2 must be an absolute path or start with ~/, got \"code/agents\"",
+        ),
+    ] {
+        let cfg = home.write_config(&limits_config(server, profile));
+        let out = home.cmd().arg("plan").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{server}{profile}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{}{expected}", cfg.display())),
+            "{expected} in:\n{err}"
+        );
+    }
+    for (server, profile) in [
+        ("max_frame_mib = 1", "max_server_agents = 0"),
+        (
+            "max_frame_mib = 1024",
+            "max_server_agents = 10000\nallowed_workdirs = [\"~/code\", \"/srv/agents\"]",
+        ),
+        ("", "allowed_workdirs = []"),
+    ] {
+        home.write_config(&limits_config(server, profile));
+        let out = home.cmd().arg("plan").output().unwrap();
+        assert!(out.status.success(), "{server} {profile}: {}", stderr(&out));
+    }
+}

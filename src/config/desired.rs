@@ -64,7 +64,14 @@ pub struct Server {
     pub insecure: bool,
     /// `http://` to a host other than this machine was opted into.
     pub allow_insecure_http: bool,
+    /// The largest frame accepted from the backend.
+    pub max_frame_mib: u32,
 }
+
+pub const DEFAULT_MAX_FRAME_MIB: u32 = 16;
+const MAX_FRAME_MIB_RANGE: (u32, u32) = (1, 1024);
+pub const DEFAULT_MAX_SERVER_AGENTS: u32 = 200;
+const MAX_SERVER_AGENTS_RANGE: (u32, u32) = (0, 10_000);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -73,6 +80,10 @@ pub struct Profile {
     pub api_key: SecretRef,
     pub workspace_root: Option<PathBuf>,
     pub workspace_access: WorkspaceAccess,
+    /// When set, a workdir the server chooses must lie under one of these.
+    pub allowed_workdirs: Option<Vec<PathBuf>>,
+    /// Agents the server may create beyond the declared ones.
+    pub max_server_agents: u32,
     /// Present when the profile's service unit should be installed.
     pub service: Option<ServiceSettings>,
     pub agents: BTreeMap<AgentId, Agent>,
@@ -186,6 +197,12 @@ impl Validator<'_, '_> {
         let mut out = BTreeMap::new();
         for (name, s) in &raw.servers {
             let allow_insecure_http = s.allow_insecure_http.unwrap_or(false);
+            let max_frame_mib = self.in_range(
+                &["servers", name, "max_frame_mib"],
+                s.max_frame_mib,
+                DEFAULT_MAX_FRAME_MIB,
+                MAX_FRAME_MIB_RANGE,
+            );
             let checked = server_url::normalize(&s.url).and_then(|url| {
                 let opt_in = format!(
                     "set allow_insecure_http = true in [servers.{}]",
@@ -205,6 +222,7 @@ impl Validator<'_, '_> {
                             transport: s.transport.unwrap_or(Transport::Ws),
                             insecure: s.insecure.unwrap_or(false),
                             allow_insecure_http,
+                            max_frame_mib,
                         },
                     );
                 }
@@ -267,6 +285,16 @@ impl Validator<'_, '_> {
             .workspace_root
             .as_deref()
             .and_then(|w| self.abs_path(&["profiles", name, "workspace_root"], w));
+        let allowed_workdirs = rp
+            .allowed_workdirs
+            .as_ref()
+            .map(|dirs| self.allowed_workdirs(name, dirs));
+        let max_server_agents = self.in_range(
+            &["profiles", name, "max_server_agents"],
+            rp.max_server_agents,
+            DEFAULT_MAX_SERVER_AGENTS,
+            MAX_SERVER_AGENTS_RANGE,
+        );
         let service = rp
             .service
             .as_ref()
@@ -295,9 +323,52 @@ impl Validator<'_, '_> {
             api_key: api_key?,
             workspace_root,
             workspace_access: rp.workspace_access.unwrap_or_default(),
+            allowed_workdirs,
+            max_server_agents,
             service,
             agents,
         })
+    }
+
+    /// A number within `(min, max)`, or its default when absent.
+    fn in_range(
+        &mut self,
+        at: &[&str],
+        value: Option<u32>,
+        default: u32,
+        range: (u32, u32),
+    ) -> u32 {
+        let (min, max) = range;
+        match value {
+            None => default,
+            Some(v) if (min..=max).contains(&v) => v,
+            Some(v) => {
+                self.error(at, format!("must be between {min} and {max}, got {v}"));
+                default
+            }
+        }
+    }
+
+    /// Each entry absolute after `~` expansion; the entry is named by its
+    /// position (the location points at the list).
+    fn allowed_workdirs(&mut self, profile: &str, dirs: &[String]) -> Vec<PathBuf> {
+        let at = ["profiles", profile, "allowed_workdirs"];
+        let mut out = Vec::with_capacity(dirs.len());
+        for (i, raw) in dirs.iter().enumerate() {
+            let p = expand_tilde(raw.trim(), &self.home.home);
+            if raw.trim().is_empty() || !p.is_absolute() {
+                self.error(
+                    &at,
+                    format!(
+                        "entry {} must be an absolute path or start with ~/, got {raw:?}",
+                        i + 1
+                    ),
+                );
+            } else {
+                out.push(p);
+            }
+        }
+        out
     }
 
     /// `api_key_file` is checked like any path, but its value is never

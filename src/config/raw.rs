@@ -133,6 +133,10 @@ pub struct RawServer {
     /// unless set; loopback (`localhost`, `127.0.0.0/8`, `::1`) needs no
     /// opt-in. Default: false.
     pub allow_insecure_http: Option<bool>,
+    /// The largest frame the daemon accepts from this backend, in MiB; a
+    /// larger one is refused rather than buffered. Default: 16.
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_frame_mib: Option<u32>,
 }
 
 /// Transport between daemon and backend.
@@ -178,6 +182,16 @@ pub struct RawProfile {
     /// declare is created with this mode but never changed. Default:
     /// `private`.
     pub workspace_access: Option<WorkspaceAccess>,
+    /// Directories under which a workdir chosen by the server (an
+    /// `assign`'s `workspace_root`) must lie, e.g. `["~/code"]`. Absolute or
+    /// `~/…`. Unset: any directory; `[]`: none. Workdirs declared in this
+    /// file are not limited.
+    pub allowed_workdirs: Option<Vec<String>>,
+    /// How many agents the server may create on this host beyond those
+    /// declared in this file (by `assign`, or a message for an agent without
+    /// a workspace). Default: 200.
+    #[schemars(range(min = 0, max = 10000))]
+    pub max_server_agents: Option<u32>,
     /// Run this profile's daemon as a user service (systemd user unit on
     /// Linux, launchd agent on macOS). Remove the section to uninstall.
     pub service: Option<RawService>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::desired::{DEFAULT_MAX_FRAME_MIB, DEFAULT_MAX_SERVER_AGENTS};
 use crate::config::{
     Agent, Desired, PermissionMode, Secret, SecretRef, WorkspaceAccess, server_url,
 };
@@ -38,6 +39,13 @@ pub struct Settings {
     /// Modes of the workspaces the daemon creates (the profile's
     /// `workspace_access`; private without a config file).
     pub workspace_access: WorkspaceAccess,
+    /// When set, a workdir the server chooses must lie under one of these
+    /// (the profile's `allowed_workdirs`; unset without a config file).
+    pub allowed_workdirs: Option<Vec<PathBuf>>,
+    /// Agents the server may create beyond the declared ones.
+    pub max_server_agents: u32,
+    /// The largest frame accepted from the backend, in MiB.
+    pub max_frame_mib: u32,
     /// Agents declared in the config file (their identity wins over the
     /// server's `assign`).
     pub agents: BTreeMap<AgentId, Agent>,
@@ -108,6 +116,9 @@ impl Settings {
             wake_timeout: defaults.wake_timeout,
             workspace_root: None,
             workspace_access: WorkspaceAccess::default(),
+            allowed_workdirs: None,
+            max_server_agents: DEFAULT_MAX_SERVER_AGENTS,
+            max_frame_mib: DEFAULT_MAX_FRAME_MIB,
             agents: BTreeMap::new(),
             config_file: None,
             socket,
@@ -152,6 +163,9 @@ impl Settings {
         s.wake_timeout = desired.daemon.wake_timeout;
         s.workspace_root = p.workspace_root.clone();
         s.workspace_access = p.workspace_access;
+        s.allowed_workdirs = p.allowed_workdirs.clone();
+        s.max_server_agents = p.max_server_agents;
+        s.max_frame_mib = p.server.max_frame_mib;
         s.agents = p.agents.clone();
         s.config_file = Some(desired.source.clone());
         Ok(s)
@@ -221,5 +235,44 @@ impl Settings {
                 .map_err(|e| format!("invalid {PERMISSION_MODE_ENV} — {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_for(extra_server: &str, extra_profile: &str) -> Settings {
+        let home = Home::for_tests(Path::new("/home/u"));
+        let text = format!(
+            "[servers.p]\nurl = \"https://x\"\n{extra_server}\n[profiles.default]\nserver = \"p\"\napi_key = \"sk_machine_t\"\n{extra_profile}\n"
+        );
+        let desired = crate::config::parse(&text, PathBuf::from("/c.toml"), &home).unwrap();
+        let profile = ProfileName::default_profile();
+        Settings::from_desired(&desired, &profile, home, PathBuf::from("/bin/x")).unwrap()
+    }
+
+    #[test]
+    fn limits_and_allowed_workdirs_reach_the_runtime() {
+        let s = settings_for(
+            "max_frame_mib = 64",
+            "allowed_workdirs = [\"~/code\", \"/srv/agents\"]\nmax_server_agents = 0\nworkspace_access = \"shared\"",
+        );
+        assert_eq!(s.max_frame_mib, 64);
+        assert_eq!(s.max_server_agents, 0);
+        assert_eq!(s.workspace_access, WorkspaceAccess::Shared);
+        assert_eq!(
+            s.allowed_workdirs,
+            Some(vec![
+                PathBuf::from("/home/u/code"),
+                PathBuf::from("/srv/agents")
+            ])
+        );
+
+        let s = settings_for("", "");
+        assert_eq!(s.max_frame_mib, 16);
+        assert_eq!(s.max_server_agents, 200);
+        assert_eq!(s.workspace_access, WorkspaceAccess::Private);
+        assert_eq!(s.allowed_workdirs, None);
     }
 }
