@@ -443,6 +443,9 @@ async fn server_agents_get(access: &str, dir: u32, file: u32) {
     for agent in ["agent_srv", "agent_lazy"] {
         let a = home.path().join(".cloudagent/agents").join(agent);
         assert_eq!(modes(&a), expected(dir, file), "{agent} ({access:?})");
+        // The daemon writes the same one-argument --agent-id as apply.
+        let mcp = std::fs::read_to_string(a.join(".meta/claude-mcp-config.json")).unwrap();
+        assert!(mcp.contains(&format!("\"--agent-id={agent}\"")), "{mcp}");
     }
 }
 
@@ -515,4 +518,63 @@ fn limits_out_of_range_are_errors_naming_the_key_and_the_file() {
         let out = home.cmd().arg("plan").output().unwrap();
         assert!(out.status.success(), "{server} {profile}: {}", stderr(&out));
     }
+}
+
+// ---- The bridge's argv survives any valid agent id ----
+
+/// Agent ids may start with `-` (A-Z a-z 0-9 _ - ., not a leading dot): as
+/// a separate argument clap would take `-lead` for an option.
+#[test]
+fn an_agent_id_starting_with_a_dash_reaches_the_bridge() {
+    use std::io::{BufRead, Write};
+    let home = TestHome::new();
+    home.write_config(&format!("{ONE_AGENT}\n[profiles.default.agents.-lead]\n"));
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = home
+        .path()
+        .join(".cloudagent/agents/-lead/.meta/claude-mcp-config.json");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+    let server = &config["mcpServers"]["cloudagent"];
+    assert_eq!(
+        server["args"],
+        serde_json::json!(["mcp-bridge", "--agent-id=-lead", "--profile", "default"])
+    );
+
+    // Started exactly as claude starts it, it answers initialize.
+    let args: Vec<String> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let mut bridge = home
+        .std_cmd()
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut stdin = bridge.stdin.take().unwrap();
+    writeln!(stdin, "{init}").unwrap();
+    let stdout = bridge.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(T).unwrap_or_default();
+    drop(stdin);
+    let _ = bridge.kill();
+    let out = bridge.wait_with_output().unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("no answer: {line:?}; stderr: {}", stderr(&out)));
+    assert_eq!(
+        reply["result"]["serverInfo"]["name"], "cloudagent-bridge--lead",
+        "{reply}"
+    );
 }

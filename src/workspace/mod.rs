@@ -78,19 +78,22 @@ pub fn mcp_config_json(bridge_exe: &Path, id: &AgentId, profile: &ProfileName) -
     #[derive(serde::Serialize)]
     struct Server<'a> {
         command: String,
-        args: [&'a str; 5],
+        /// A tuple serialises as a JSON array.
+        args: (&'a str, String, &'a str, &'a str),
     }
     let config = Config {
         mcp_servers: Servers {
             cloudagent: Server {
                 command: bridge_exe.display().to_string(),
-                args: [
+                // `--agent-id=ID` as one argument: an id may start with `-`
+                // (README, "Rules"), which as a separate argument clap
+                // would read as an option. Profile names cannot.
+                args: (
                     "mcp-bridge",
-                    "--agent-id",
-                    id.as_str(),
+                    format!("--agent-id={id}"),
                     "--profile",
                     profile.as_str(),
-                ],
+                ),
             },
         },
     };
