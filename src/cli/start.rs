@@ -10,7 +10,7 @@ use crate::paths::{Home, ProfileName};
 use crate::reconcile::{self, Context, lock as apply_lock, render};
 use crate::runtime::delivery::ledger::Ledger;
 use crate::runtime::lock::{self, LockError, PidFile};
-use crate::runtime::settings::Settings;
+use crate::runtime::settings::{OneShotTls, Settings};
 use crate::runtime::timing::Timing;
 use crate::runtime::transport::tls;
 use crate::runtime::wake::command::child_environment;
@@ -32,6 +32,12 @@ pub struct StartArgs {
     /// Skip TLS certificate verification (self-signed development servers).
     #[arg(long)]
     pub insecure: bool,
+    /// Allow an http:// --server-url (or the original's config.json
+    /// server_url) to another machine: the machine key then crosses the
+    /// network unencrypted. Not needed for localhost, 127.0.0.0/8 or ::1. A
+    /// cloudagent.toml server opts in with allow_insecure_http = true.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
     /// Transport to the backend. Only `ws` is available in this version.
     #[arg(long, value_name = "ws", default_value = "ws")]
     pub transport: String,
@@ -80,7 +86,11 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
             if !key.starts_with("sk_machine_") {
                 return usage("--api-key must start with sk_machine_");
             }
-            match Settings::one_shot(url, key, args.insecure, &profile, home.clone(), exe.clone()) {
+            let tls = OneShotTls {
+                insecure: args.insecure,
+                allow_insecure_http: args.allow_insecure_http,
+            };
+            match Settings::one_shot(url, key, tls, &profile, home.clone(), exe.clone()) {
                 Ok(s) => (s, None),
                 Err(e) => return usage(&e),
             }
@@ -88,7 +98,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
         (Some(_), None) | (None, Some(_)) => {
             return usage("--server-url and --api-key must be used together");
         }
-        (None, None) => match from_files(config_flag, &profile, &home, &exe) {
+        (None, None) => match from_files(config_flag, &profile, &home, &exe, args) {
             Ok(pair) => pair,
             Err(e) => return fail(&e),
         },
@@ -216,6 +226,7 @@ fn from_files(
     profile: &ProfileName,
     home: &Home,
     exe: &Path,
+    args: &StartArgs,
 ) -> Result<(Settings, Option<config::Desired>), String> {
     let explicit = config_flag.is_some()
         || std::env::var_os(config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
@@ -231,8 +242,14 @@ fn from_files(
         }
     }
     if legacy.exists() {
-        return Settings::from_legacy(&legacy, profile, home.clone(), exe.to_path_buf())
-            .map(|s| (s, None));
+        return Settings::from_legacy(
+            &legacy,
+            profile,
+            home.clone(),
+            exe.to_path_buf(),
+            args.allow_insecure_http,
+        )
+        .map(|s| (s, None));
     }
     let f = flag(profile);
     Err(format!(
@@ -266,7 +283,7 @@ fn prepare(
         let who = apply_lock::holder_note(pid);
         eprintln!("Waiting for another apply{who} to finish before applying local resources...");
     })?;
-    for e in &plan.errors {
+    for e in plan.warnings.iter().chain(&plan.errors) {
         eprintln!("warning: {}: {}", e.resource, e.message);
     }
     if plan.has_changes() {

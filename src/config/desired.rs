@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{Locator, Problem};
-use super::raw::{LogLevel, PermissionMode, RawAgent, RawConfig, RawProfile, Transport};
+use super::raw::{
+    LogLevel, PermissionMode, RawAgent, RawConfig, RawProfile, Transport, WorkspaceAccess,
+};
 use super::secret::{Secret, SecretRef, valid_env_name};
+use super::{locate, server_url};
 use crate::fsutil::expand_tilde;
 use crate::paths::{AgentId, Home, ProfileName};
 
@@ -59,7 +62,16 @@ pub struct Server {
     pub url: String,
     pub transport: Transport,
     pub insecure: bool,
+    /// `http://` to a host other than this machine was opted into.
+    pub allow_insecure_http: bool,
+    /// The largest frame accepted from the backend.
+    pub max_frame_mib: u32,
 }
+
+pub const DEFAULT_MAX_FRAME_MIB: u32 = 16;
+const MAX_FRAME_MIB_RANGE: (u32, u32) = (1, 1024);
+pub const DEFAULT_MAX_SERVER_AGENTS: u32 = 200;
+const MAX_SERVER_AGENTS_RANGE: (u32, u32) = (0, 10_000);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -67,6 +79,11 @@ pub struct Profile {
     pub server: Server,
     pub api_key: SecretRef,
     pub workspace_root: Option<PathBuf>,
+    pub workspace_access: WorkspaceAccess,
+    /// When set, a workdir the server chooses must lie under one of these.
+    pub allowed_workdirs: Option<Vec<PathBuf>>,
+    /// Agents the server may create beyond the declared ones.
+    pub max_server_agents: u32,
     /// Present when the profile's service unit should be installed.
     pub service: Option<ServiceSettings>,
     pub agents: BTreeMap<AgentId, Agent>,
@@ -87,23 +104,6 @@ pub struct Agent {
     pub workspace_slug: String,
     pub workdir: Option<PathBuf>,
     pub append_system_prompt: Option<String>,
-}
-
-/// Normalise a server URL as the original does (trim `/` and a trailing
-/// `/v1`); the scheme must be http or https.
-pub fn normalize_server_url(raw: &str) -> Result<String, String> {
-    let mut url = raw.trim().trim_end_matches('/').to_string();
-    if let Some(stripped) = url.strip_suffix("/v1") {
-        url = stripped.trim_end_matches('/').to_string();
-    }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("server URL must start with http:// or https://, got {raw:?}"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("server URL has no host: {raw:?}"));
-    }
-    Ok(url)
 }
 
 pub fn validate(
@@ -209,7 +209,23 @@ impl Validator<'_, '_> {
     fn servers(&mut self, raw: &RawConfig) -> BTreeMap<String, Server> {
         let mut out = BTreeMap::new();
         for (name, s) in &raw.servers {
-            match normalize_server_url(&s.url) {
+            let allow_insecure_http = s.allow_insecure_http.unwrap_or(false);
+            let max_frame_mib = self.in_range(
+                &["servers", name, "max_frame_mib"],
+                s.max_frame_mib,
+                DEFAULT_MAX_FRAME_MIB,
+                MAX_FRAME_MIB_RANGE,
+            );
+            let checked = server_url::normalize(&s.url).and_then(|url| {
+                let opt_in = format!(
+                    "set allow_insecure_http = true in [servers.{}]",
+                    locate::dotted(std::slice::from_ref(name))
+                );
+                server_url::check_cleartext(&url, allow_insecure_http, &opt_in)
+                    .map(|()| url)
+                    .map_err(|e| format!("server {name:?}: {e}"))
+            });
+            match checked {
                 Ok(url) => {
                     out.insert(
                         name.clone(),
@@ -218,6 +234,8 @@ impl Validator<'_, '_> {
                             url,
                             transport: s.transport.unwrap_or(Transport::Ws),
                             insecure: s.insecure.unwrap_or(false),
+                            allow_insecure_http,
+                            max_frame_mib,
                         },
                     );
                 }
@@ -280,6 +298,16 @@ impl Validator<'_, '_> {
             .workspace_root
             .as_deref()
             .and_then(|w| self.abs_path(&["profiles", name, "workspace_root"], w));
+        let allowed_workdirs = rp
+            .allowed_workdirs
+            .as_ref()
+            .map(|dirs| self.allowed_workdirs(name, dirs));
+        let max_server_agents = self.in_range(
+            &["profiles", name, "max_server_agents"],
+            rp.max_server_agents,
+            DEFAULT_MAX_SERVER_AGENTS,
+            MAX_SERVER_AGENTS_RANGE,
+        );
         let service = rp
             .service
             .as_ref()
@@ -307,9 +335,72 @@ impl Validator<'_, '_> {
             server: server?,
             api_key: api_key?,
             workspace_root,
+            workspace_access: rp.workspace_access.unwrap_or_default(),
+            allowed_workdirs,
+            max_server_agents,
             service,
             agents,
         })
+    }
+
+    /// A number within `(min, max)`, or its default when absent.
+    fn in_range(
+        &mut self,
+        at: &[&str],
+        value: Option<u32>,
+        default: u32,
+        range: (u32, u32),
+    ) -> u32 {
+        let (min, max) = range;
+        match value {
+            None => default,
+            Some(v) if (min..=max).contains(&v) => v,
+            Some(v) => {
+                self.error(at, format!("must be between {min} and {max}, got {v}"));
+                default
+            }
+        }
+    }
+
+    /// Each entry absolute after `~` expansion; the entry is named by its
+    /// position (the location points at the list).
+    fn allowed_workdirs(&mut self, profile: &str, dirs: &[String]) -> Vec<PathBuf> {
+        let at = ["profiles", profile, "allowed_workdirs"];
+        let mut out = Vec::with_capacity(dirs.len());
+        for (i, raw) in dirs.iter().enumerate() {
+            let p = expand_tilde(raw.trim(), &self.home.home);
+            if raw.trim().is_empty() || !p.is_absolute() {
+                self.error(
+                    &at,
+                    format!(
+                        "entry {} must be an absolute path or start with ~/, got {raw:?}",
+                        i + 1
+                    ),
+                );
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// `api_key_file` is checked like any path, but its value is never
+    /// quoted: users paste the key itself here.
+    fn key_file_path(&mut self, name: &str, raw: &str) -> Option<PathBuf> {
+        let at = ["profiles", name, "api_key_file"];
+        let p = expand_tilde(raw.trim(), &self.home.home);
+        if raw.trim().is_empty() {
+            self.error(&at, "must not be empty");
+            None
+        } else if !p.is_absolute() {
+            self.error(
+                &at,
+                "must be the path of the file holding the key, absolute or starting with ~/ (value not shown)",
+            );
+            None
+        } else {
+            Some(p)
+        }
     }
 
     fn api_key(&mut self, name: &str, rp: &RawProfile) -> Option<SecretRef> {
@@ -336,12 +427,10 @@ impl Validator<'_, '_> {
             return None;
         }
         if let Some(f) = &rp.api_key_file {
-            return self
-                .abs_path(&["profiles", name, "api_key_file"], f)
-                .map(SecretRef::File);
+            return self.key_file_path(name, f).map(SecretRef::File);
         }
         if let Some(var) = &rp.api_key_env {
-            if !valid_env_name(var) {
+            if !valid_env_name(var) || var.to_ascii_lowercase().starts_with("sk_") {
                 // Never echo the value: users sometimes paste the key here.
                 self.error(
                     &["profiles", name, "api_key_env"],
@@ -419,25 +508,5 @@ impl Profile {
         } else {
             agent_dir.join("workspace")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_normalisation() {
-        assert_eq!(normalize_server_url("https://a.b/").unwrap(), "https://a.b");
-        assert_eq!(
-            normalize_server_url("https://a.b/v1").unwrap(),
-            "https://a.b"
-        );
-        assert_eq!(
-            normalize_server_url("http://a.b/pre/v1/").unwrap(),
-            "http://a.b/pre"
-        );
-        assert!(normalize_server_url("ftp://a.b").is_err());
-        assert!(normalize_server_url("https://").is_err());
     }
 }

@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use thiserror::Error;
 use toml_edit::Document;
 
 use super::locate;
+use super::mask::{self, Masked};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,11 +21,34 @@ pub struct Problem {
     pub key_path: Option<String>,
     pub message: String,
     /// The offending line, with secret values masked.
-    pub source_line: Option<String>,
+    pub source_line: Option<SourceLine>,
 }
 
+/// A line of the file as shown under a problem, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLine {
+    pub text: String,
+    /// 1-based column of the caret in `text` (masking can move it).
+    pub caret: usize,
+}
+
+/// Rendered through `redact::secrets` as a last line of defence: whatever
+/// masking missed, a machine key is not printed.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::redact::secrets(&self.render()))
+    }
+}
+
+impl Problem {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, f: &mut String) -> fmt::Result {
+        use fmt::Write;
         write!(f, "{}", self.file.display())?;
         if let Some((line, col)) = self.location {
             write!(f, ":{line}:{col}")?;
@@ -33,11 +58,12 @@ impl fmt::Display for Problem {
             write!(f, "{path}: ")?;
         }
         write!(f, "{}", self.message)?;
-        if let (Some(src), Some((line, col))) = (&self.source_line, self.location) {
+        if let (Some(src), Some((line, _))) = (&self.source_line, self.location) {
             let gutter = line.to_string().len();
+            let (text, col) = (&src.text, src.caret);
             write!(
                 f,
-                "\n{:gutter$} |\n{line} | {src}\n{:gutter$} | {:>col$}",
+                "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {:>col$}",
                 "", "", "^"
             )?;
         }
@@ -49,7 +75,7 @@ impl fmt::Display for Problem {
 /// once, so a user fixes them in one go).
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}\n  (pass another file with -f PATH, or set CLOUDAGENT_CONFIG)", path.display())]
+    #[error("{}", crate::redact::secrets(&format!("cannot read config file {}: {source}\n  (pass another file with -f PATH, or set CLOUDAGENT_CONFIG)", path.display())))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -71,7 +97,8 @@ fn render_problems(problems: &[Problem]) -> String {
 pub struct Locator<'a> {
     file: PathBuf,
     text: &'a str,
-    doc: std::sync::OnceLock<Option<Document<&'a str>>>,
+    doc: OnceLock<Option<Document<&'a str>>>,
+    masked: OnceLock<Option<Masked>>,
 }
 
 impl<'a> Locator<'a> {
@@ -79,7 +106,8 @@ impl<'a> Locator<'a> {
         Self {
             file,
             text,
-            doc: std::sync::OnceLock::new(),
+            doc: OnceLock::new(),
+            masked: OnceLock::new(),
         }
     }
 
@@ -99,23 +127,24 @@ impl<'a> Locator<'a> {
         )
     }
 
-    /// A problem at a byte offset (parse and type errors from serde).
+    /// A problem at a byte offset (parse and type errors from serde). A
+    /// type error under a secret key loses the value serde quotes.
     pub fn at_offset(&self, offset: Option<usize>, message: impl Into<String>) -> Problem {
         let path = match (self.doc(), offset) {
-            (Some(doc), Some(off)) => {
-                let p = locate::path_at(doc, off);
-                (!p.is_empty()).then(|| locate::dotted(&p))
-            }
-            _ => None,
+            (Some(doc), Some(off)) => locate::path_at(doc, off),
+            _ => Vec::new(),
         };
-        self.build(offset, path, message.into())
+        let mut message = message.into();
+        if path.iter().any(|k| mask::is_secret_key(k)) {
+            message = mask::without_value(&message);
+        }
+        let key_path = (!path.is_empty()).then(|| locate::dotted(&path));
+        self.build(offset, key_path, message)
     }
 
     fn build(&self, offset: Option<usize>, key_path: Option<String>, message: String) -> Problem {
         let location = offset.map(|o| locate::line_col(self.text, o));
-        let source_line = location
-            .and_then(|(line, _)| locate::line_text(self.text, line))
-            .map(mask_secret_line);
+        let source_line = offset.and_then(|o| self.source_line(o));
         Problem {
             file: self.file.clone(),
             location,
@@ -124,47 +153,63 @@ impl<'a> Locator<'a> {
             source_line,
         }
     }
-}
 
-/// A line that assigns `api_key` shows `(sensitive)` instead of its value.
-pub fn mask_secret_line(line: &str) -> String {
-    let trimmed = line.trim_start();
-    let key_end = trimmed
-        .find(|c: char| c == '=' || c.is_whitespace())
-        .unwrap_or(trimmed.len());
-    let key = trimmed[..key_end].trim_matches(|c| c == '"' || c == '\'');
-    if key == "api_key" || key.ends_with(".api_key") {
-        if let Some(eq) = line.find('=') {
-            return format!("{}= (sensitive)", &line[..eq]);
+    /// The line holding `offset`, secret values masked by their spans; for
+    /// a file that does not parse, the line only when it is safe to show.
+    fn source_line(&self, offset: usize) -> Option<SourceLine> {
+        let (line, col) = locate::line_col(self.text, offset);
+        let masked = self.masked.get_or_init(|| Masked::new(self.text)).as_ref();
+        match masked {
+            Some(m) => {
+                let (_, caret) = locate::line_col(m.text(), m.offset(offset));
+                let text = m.line(line)?.to_string();
+                Some(SourceLine { text, caret })
+            }
+            None => {
+                let text = mask::unparsed_line(self.text, line)?;
+                let caret = if text == mask::HIDDEN_LINE { 1 } else { col };
+                Some(SourceLine { text, caret })
+            }
         }
-        return "(sensitive)".to_string();
     }
-    if line.contains("api_key") && line.contains('{') {
-        // An inline table may carry the key among other keys: hide the line.
-        return "(line hidden: it may contain a secret)".to_string();
-    }
-    line.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn path(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn masks_inline_api_key() {
+    fn the_shown_line_has_the_key_masked_and_the_caret_in_place() {
+        let text = "[profiles]\nfr = { api_key = \"sk_machine_secret\", server = \"frr\" }\n";
+        let loc = Locator::new(PathBuf::from("c.toml"), text);
+        let p = loc.at_path(&path(&["profiles", "fr", "server"]), "unknown server");
         assert_eq!(
-            mask_secret_line("api_key = \"sk_machine_secret\""),
-            "api_key = (sensitive)"
+            p.to_string(),
+            "c.toml:2:48: profiles.fr.server: unknown server\n  |\n2 | fr = { api_key = (sensitive), server = \"frr\" }\n  |                                        ^"
         );
-        assert_eq!(
-            mask_secret_line("  api_key=\"sk_machine_secret"),
-            "  api_key= (sensitive)"
+    }
+
+    #[test]
+    fn a_type_error_under_a_secret_key_does_not_quote_the_value() {
+        let text = "[profiles.fr]\napi_key = 12345678\n";
+        let loc = Locator::new(PathBuf::from("c.toml"), text);
+        let p = loc.at_offset(
+            text.find("123"),
+            "invalid type: integer `12345678`, expected a string",
         );
-        assert_eq!(
-            mask_secret_line("api_key_file = \"~/k\""),
-            "api_key_file = \"~/k\""
-        );
-        assert!(!mask_secret_line("fr = { server = \"p\", api_key = \"sk_x\" }").contains("sk_x"));
+        assert!(!p.to_string().contains("12345678"), "{p}");
+        assert!(p.to_string().contains("expected a string"), "{p}");
+    }
+
+    #[test]
+    fn whatever_masking_missed_is_redacted() {
+        let loc = Locator::new(PathBuf::from("c.toml"), "");
+        let p = loc.at_path(&path(&["x"]), "got \"sk_machine_leaked\"");
+        assert!(!p.to_string().contains("leaked"), "{p}");
     }
 
     #[test]

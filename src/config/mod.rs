@@ -4,14 +4,16 @@
 pub mod desired;
 pub mod error;
 pub mod locate;
+pub mod mask;
 pub mod raw;
 pub mod secret;
+pub mod server_url;
 
 use std::path::{Path, PathBuf};
 
 pub use desired::{Agent, DaemonSettings, Desired, Profile, Server, ServiceSettings};
 pub use error::{ConfigError, Problem};
-pub use raw::{PermissionMode, RawConfig, Transport};
+pub use raw::{PermissionMode, RawConfig, Transport, WorkspaceAccess};
 pub use secret::{Secret, SecretRef};
 
 use crate::paths::Home;

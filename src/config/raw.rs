@@ -119,8 +119,9 @@ impl LogLevel {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// Base URL of the backend, `https://…` or `http://…` (a trailing `/` or
-    /// `/v1` is removed).
+    /// Base URL of the backend, `https://…`, or `http://…` to this machine
+    /// (anything else needs `allow_insecure_http`). A trailing `/` or `/v1`
+    /// is removed.
     pub url: String,
     /// How the daemon talks to the backend. Only `ws` (WebSocket,
     /// `/v1/daemon/ws`) is available in this version. Default: `ws`.
@@ -128,6 +129,15 @@ pub struct RawServer {
     /// Skip TLS certificate verification. Only for self-signed development
     /// servers. Default: false.
     pub insecure: Option<bool>,
+    /// Allow an `http://` URL to a host other than this machine. The
+    /// machine key then crosses the network unencrypted, so this is refused
+    /// unless set; loopback (`localhost`, `127.0.0.0/8`, `::1`) needs no
+    /// opt-in. Default: false.
+    pub allow_insecure_http: Option<bool>,
+    /// The largest frame the daemon accepts from this backend, in MiB; a
+    /// larger one is refused rather than buffered. Default: 16.
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_frame_mib: Option<u32>,
 }
 
 /// Transport between daemon and backend.
@@ -166,6 +176,23 @@ pub struct RawProfile {
     /// Host-level workspace root: an agent without `workdir` runs claude in
     /// `<workspace_root>/<agent id>/workspace`. Absolute or `~/…`.
     pub workspace_root: Option<String>,
+    /// Who else on this machine may read the agents' workspaces (their
+    /// directories, `notes/`, `claude/`, `workspace/`, `MEMORY.md`):
+    /// `private` (0700 directories, 0600 files) or `shared` (0755/0644).
+    /// apply repairs drift on the directories it manages; a `workdir` you
+    /// declare is created with this mode but never changed. Default:
+    /// `private`.
+    pub workspace_access: Option<WorkspaceAccess>,
+    /// Directories under which a workdir chosen by the server (an
+    /// `assign`'s `workspace_root`) must lie, e.g. `["~/code"]`. Absolute or
+    /// `~/…`. Unset: any directory; `[]`: none. Workdirs declared in this
+    /// file are not limited.
+    pub allowed_workdirs: Option<Vec<String>>,
+    /// How many agents the server may create on this host beyond those
+    /// declared in this file (by `assign`, or a message for an agent without
+    /// a workspace). Default: 200.
+    #[schemars(range(min = 0, max = 10000))]
+    pub max_server_agents: Option<u32>,
     /// Run this profile's daemon as a user service (systemd user unit on
     /// Linux, launchd agent on macOS). Remove the section to uninstall.
     pub service: Option<RawService>,
@@ -174,6 +201,33 @@ pub struct RawProfile {
     #[serde(default)]
     #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$" }))]
     pub agents: BTreeMap<String, RawAgent>,
+}
+
+/// Permissions of agent workspaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceAccess {
+    /// Only this user: directories 0700, files 0600.
+    #[default]
+    Private,
+    /// Readable by every user of the machine: directories 0755, files 0644.
+    Shared,
+}
+
+impl WorkspaceAccess {
+    pub fn dir_mode(self) -> u32 {
+        match self {
+            Self::Private => 0o700,
+            Self::Shared => 0o755,
+        }
+    }
+
+    pub fn file_mode(self) -> u32 {
+        match self {
+            Self::Private => 0o600,
+            Self::Shared => 0o644,
+        }
+    }
 }
 
 /// The profile's service unit.

@@ -20,7 +20,7 @@ impl SecretRef {
     /// How the key is referenced, without its value, for plan/status output.
     pub fn describe(&self) -> String {
         match self {
-            Self::File(p) => format!("file {}", p.display()),
+            Self::File(_) => "file named by api_key_file".to_string(),
             Self::Env(v) => format!("environment variable {v}"),
             Self::Inline(_) => "inline (sensitive)".to_string(),
         }
@@ -34,13 +34,11 @@ impl SecretRef {
                 _ => Err(SecretError::EnvUnset(var.clone())),
             },
             Self::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| SecretError::File { source })?;
                 let value = text.trim();
                 if value.is_empty() {
-                    return Err(SecretError::FileEmpty(path.clone()));
+                    return Err(SecretError::FileEmpty);
                 }
                 Ok(Secret(value.to_string()))
             }
@@ -83,13 +81,12 @@ impl fmt::Display for Secret {
 pub enum SecretError {
     #[error("environment variable {0} (api_key_env) is not set or empty")]
     EnvUnset(String),
-    #[error("cannot read API key file {} (api_key_file): {source}", path.display())]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("API key file {} (api_key_file) is empty", .0.display())]
-    FileEmpty(PathBuf),
+    // The path is not shown: it is the value of an api_key* key, and users
+    // paste the key itself there.
+    #[error("api_key_file: cannot read the file (value not shown): {source}")]
+    File { source: std::io::Error },
+    #[error("api_key_file: the file is empty (value not shown)")]
+    FileEmpty,
 }
 
 /// An environment variable name as `api_key_env` accepts it.

@@ -70,7 +70,9 @@ pub fn apply(plan: &Plan, manager: &dyn ServiceManager, now: DateTime<Utc>) -> R
         for e in effects.get(profile).into_iter().flatten() {
             apply_effect(&mut inv, e);
         }
-        if inv_plan.old.as_ref() == Some(&inv) || (inv_plan.old.is_none() && inv.is_empty()) {
+        let unchanged =
+            inv_plan.old.as_ref() == Some(&inv) || (inv_plan.old.is_none() && inv.is_empty());
+        if unchanged && !inv_plan.rewrite {
             continue;
         }
         if let Err(e) = write_inventory(&inv_plan.path, &inv) {

@@ -73,9 +73,8 @@ pub enum Display {
 /// What a path should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Want {
-    /// A directory. `mode: None` only ensures it exists (a user's code
-    /// directory: created 0755 if missing, its mode never touched).
-    Dir { mode: Option<u32> },
+    /// A directory.
+    Dir { mode: DirMode },
     File {
         content: String,
         mode: u32,
@@ -83,6 +82,24 @@ pub enum Want {
         create_only: bool,
         display: Display,
     },
+}
+
+/// How a directory's mode is managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirMode {
+    /// Ours: created with this mode, and drift is repaired.
+    Exact(u32),
+    /// Someone else's (a `workdir` the user declared, or one the server
+    /// chose): created with this mode if missing, its mode never touched.
+    OnCreate(u32),
+}
+
+impl DirMode {
+    pub fn bits(self) -> u32 {
+        match self {
+            Self::Exact(m) | Self::OnCreate(m) => m,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

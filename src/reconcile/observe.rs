@@ -30,7 +30,10 @@ pub struct Observed {
 #[derive(Debug, Clone)]
 pub struct ObservedProfile {
     pub paths: ProfilePaths,
+    /// Only the entries that pass `Inventory::keep_managed`.
     pub inventory: Result<Option<Inventory>, String>,
+    /// One line per inventory entry that was dropped as not ours.
+    pub rejected: Vec<String>,
     /// Agents the server assigned (recorded by the running daemon).
     pub assigned: BTreeSet<String>,
 }
@@ -54,11 +57,17 @@ pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
     for name in others.into_iter().chain(target.profiles.keys().cloned()) {
         profiles.entry(name.clone()).or_insert_with(|| {
             let paths = home.profile(&name);
-            let inventory = Inventory::read(&paths.inventory_file());
+            let file = paths.inventory_file();
+            let mut inventory = Inventory::read(&file);
+            let rejected = match &mut inventory {
+                Ok(Some(inv)) => inv.keep_managed(&name, &paths, &file),
+                _ => Vec::new(),
+            };
             let assigned = crate::workspace::assigned::read(&paths.assigned_agents_file());
             ObservedProfile {
                 paths,
                 inventory,
+                rejected,
                 assigned,
             }
         });

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::inventory::{Inventory, ServiceRecord};
-use super::model::{Display, Entry, Kind, ResourceId, Seen, UnitTarget, Want};
+use super::model::{DirMode, Display, Entry, Kind, ResourceId, Seen, UnitTarget, Want};
 use super::observe::Observed;
 use super::target::{AgentTarget, ProfileTarget, ServiceWant, Target};
 use crate::paths::{ProfileName, ProfilePaths};
@@ -116,12 +116,18 @@ pub struct InventoryPlan {
     pub path: PathBuf,
     pub old: Option<Inventory>,
     pub base: Inventory,
+    /// The file holds entries that were ignored: write it even when the
+    /// rest is unchanged, so they go.
+    pub rewrite: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub changes: Vec<Change>,
     pub notes: Vec<Message>,
+    /// Worth the user's attention but not in the way (an inventory entry
+    /// ignored as not ours).
+    pub warnings: Vec<Message>,
     pub errors: Vec<Message>,
     #[serde(skip)]
     pub inventories: BTreeMap<ProfileName, InventoryPlan>,
@@ -159,6 +165,11 @@ impl Plan {
 pub fn plan(target: &Target, observed: &Observed) -> Plan {
     let mut plan = Plan::default();
     for (name, op) in &observed.profiles {
+        plan.warnings.extend(op.rejected.iter().map(|w| Message {
+            resource: ResourceId::profile(name).to_string(),
+            message: w.clone(),
+        }));
+        let rewrite = !op.rejected.is_empty();
         let old = match &op.inventory {
             Ok(inv) => inv.clone(),
             Err(e) => {
@@ -197,6 +208,7 @@ pub fn plan(target: &Target, observed: &Observed) -> Plan {
                         path: op.paths.inventory_file(),
                         old,
                         base,
+                        rewrite,
                     },
                 );
             }
@@ -222,6 +234,7 @@ pub fn plan(target: &Target, observed: &Observed) -> Plan {
                         path: op.paths.inventory_file(),
                         old: Some(inv),
                         base,
+                        rewrite,
                     },
                 );
             }
@@ -678,15 +691,18 @@ pub(crate) fn entries_ops(entries: &[Entry], observed: &Observed) -> Result<Vec<
         match (&e.want, seen) {
             (Want::Dir { mode }, Seen::Missing) => ops.push(Op::MkDir {
                 path: e.path.clone(),
-                mode: mode.unwrap_or(0o755),
+                mode: mode.bits(),
             }),
-            (Want::Dir { mode: Some(want) }, Seen::Dir { mode }) if want != mode => {
-                ops.push(Op::Chmod {
-                    path: e.path.clone(),
-                    from: *mode,
-                    to: *want,
-                })
-            }
+            (
+                Want::Dir {
+                    mode: DirMode::Exact(want),
+                },
+                Seen::Dir { mode },
+            ) if want != mode => ops.push(Op::Chmod {
+                path: e.path.clone(),
+                from: *mode,
+                to: *want,
+            }),
             (Want::Dir { .. }, Seen::Dir { .. })
             | (Want::Dir { .. }, Seen::Symlink { to_dir: true, .. }) => {}
             (Want::Dir { .. }, other) => {
@@ -712,12 +728,25 @@ pub(crate) fn entries_ops(entries: &[Entry], observed: &Observed) -> Result<Vec<
                 *create_only,
                 *display,
             )),
+            // Written once, then the agent's: only its mode is ours.
             (
                 Want::File {
-                    create_only: true, ..
+                    create_only: true,
+                    mode,
+                    ..
                 },
-                Seen::File { .. },
-            ) => {}
+                Seen::File {
+                    mode: seen_mode, ..
+                },
+            ) => {
+                if seen_mode != mode {
+                    ops.push(Op::Chmod {
+                        path: e.path.clone(),
+                        from: *seen_mode,
+                        to: *mode,
+                    });
+                }
+            }
             (
                 Want::File {
                     content,

@@ -17,6 +17,17 @@ pub fn text(plan: &Plan, warnings: &[Problem], home: &Path) -> String {
     for w in warnings {
         let _ = writeln!(out, "Warning: {w}\n");
     }
+    for w in &plan.warnings {
+        let _ = writeln!(
+            out,
+            "Warning: {}: {}",
+            w.resource,
+            tilde_all(&w.message, home)
+        );
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
     for n in &plan.notes {
         let _ = writeln!(out, "Note: {}: {}", n.resource, tilde_all(&n.message, home));
     }
@@ -149,7 +160,15 @@ pub fn json(plan: &Plan, warnings: &[Problem]) -> String {
         changes: &plan.changes,
         notes: &plan.notes,
         errors: &plan.errors,
-        warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        warnings: warnings
+            .iter()
+            .map(|w| w.to_string())
+            .chain(
+                plan.warnings
+                    .iter()
+                    .map(|w| format!("{}: {}", w.resource, w.message)),
+            )
+            .collect(),
         summary: plan.summary(),
     };
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::{Display, Entry, UnitTarget, Want};
-use crate::config::{Desired, Profile, SecretRef};
+use super::model::{DirMode, Display, Entry, UnitTarget, Want};
+use crate::config::{Desired, Profile, SecretRef, WorkspaceAccess};
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 use crate::service::{Platform, UnitSpec, service_path};
 use crate::workspace::{self, AgentLayout, Identity};
@@ -92,7 +92,9 @@ pub fn build_scoped(desired: &Desired, ctx: &Context, scope: Scope) -> Target {
 fn dir(path: PathBuf, mode: u32) -> Entry {
     Entry {
         path,
-        want: Want::Dir { mode: Some(mode) },
+        want: Want::Dir {
+            mode: DirMode::Exact(mode),
+        },
     }
 }
 
@@ -108,44 +110,63 @@ fn file(path: PathBuf, content: String, mode: u32) -> Entry {
     }
 }
 
+/// One agent's workspace, as `agent_entries` lays it out.
+pub struct AgentSpec<'a> {
+    pub layout: &'a AgentLayout,
+    pub id: &'a AgentId,
+    pub identity: &'a Identity,
+    /// Where claude runs.
+    pub cwd: &'a Path,
+    /// `cwd` is ours (the agent's `workspace/`, or `<workspace_root>/<id>/
+    /// workspace`) and keeps the access mode; a `workdir` the user declared
+    /// or the server chose is only created, never chmod'ed.
+    pub cwd_is_ours: bool,
+    /// Recorded in the override file (a declared or server-chosen workdir).
+    pub cwd_override: Option<&'a Path>,
+    pub exe: &'a Path,
+    pub profile: &'a ProfileName,
+    pub access: WorkspaceAccess,
+}
+
 /// Everything an agent's workspace consists of (PROTOCOL §6.2). Used for
 /// declared agents here and, by the daemon, for agents the server assigns.
-pub fn agent_entries(
-    layout: &AgentLayout,
-    id: &AgentId,
-    identity: &Identity,
-    cwd: &Path,
-    cwd_override: Option<&Path>,
-    exe: &Path,
-    profile: &ProfileName,
-) -> Vec<Entry> {
+/// Who else may read it follows the profile's `workspace_access` (README,
+/// "The config file"); `.meta/` is always private.
+pub fn agent_entries(spec: &AgentSpec) -> Vec<Entry> {
+    let layout = spec.layout;
+    let dir_mode = spec.access.dir_mode();
     let mut entries = vec![
-        dir(layout.dir.clone(), 0o755),
-        dir(layout.notes(), 0o755),
-        dir(layout.claude(), 0o755),
+        dir(layout.dir.clone(), dir_mode),
+        dir(layout.notes(), dir_mode),
+        dir(layout.claude(), dir_mode),
         dir(layout.meta(), 0o700),
         Entry {
             path: layout.memory(),
             want: Want::File {
-                content: workspace::memory_md(identity),
-                mode: 0o644,
+                content: workspace::memory_md(spec.identity),
+                mode: spec.access.file_mode(),
                 create_only: true,
                 display: Display::Plain,
             },
         },
-        file(layout.identity(), identity.to_json(), 0o600),
+        file(layout.identity(), spec.identity.to_json(), 0o600),
         file(
             layout.mcp_config(),
-            workspace::mcp_config_json(exe, layout, id, profile),
+            workspace::mcp_config_json(spec.exe, layout, spec.id, spec.profile),
             0o644,
         ),
     ];
-    if let Some(w) = cwd_override {
+    if let Some(w) = spec.cwd_override {
         entries.push(file(layout.cwd_override(), w.display().to_string(), 0o644));
     }
+    let mode = if spec.cwd_is_ours {
+        DirMode::Exact(dir_mode)
+    } else {
+        DirMode::OnCreate(dir_mode)
+    };
     entries.push(Entry {
-        path: cwd.to_path_buf(),
-        want: Want::Dir { mode: None },
+        path: spec.cwd.to_path_buf(),
+        want: Want::Dir { mode },
     });
     entries
 }
@@ -164,15 +185,17 @@ fn profile_target(
         .map(|agent| {
             let layout = AgentLayout::new(&paths, &agent.id);
             let cwd = profile.agent_cwd(agent, &layout.dir);
-            let entries = agent_entries(
-                &layout,
-                &agent.id,
-                &Identity::from_agent(agent),
-                &cwd,
-                agent.workdir.as_deref(),
-                &ctx.exe,
-                &profile.name,
-            );
+            let entries = agent_entries(&AgentSpec {
+                layout: &layout,
+                id: &agent.id,
+                identity: &Identity::from_agent(agent),
+                cwd: &cwd,
+                cwd_is_ours: agent.workdir.is_none(),
+                cwd_override: agent.workdir.as_deref(),
+                exe: &ctx.exe,
+                profile: &profile.name,
+                access: profile.workspace_access,
+            });
             (
                 agent.id.to_string(),
                 AgentTarget {

@@ -70,9 +70,7 @@ fn converged(t: &Target) -> Observed {
 
 fn seen_as_wanted(want: &Want) -> Seen {
     match want {
-        Want::Dir { mode } => Seen::Dir {
-            mode: mode.unwrap_or(0o755),
-        },
+        Want::Dir { mode } => Seen::Dir { mode: mode.bits() },
         Want::File { content, mode, .. } => Seen::File {
             mode: *mode,
             content: Some(content.clone().into_bytes()),
@@ -113,6 +111,7 @@ fn empty(t: &Target) -> Observed {
                     ObservedProfile {
                         paths: home.profile(n),
                         inventory: Ok(None),
+                        rejected: Vec::new(),
                         assigned: Default::default(),
                     },
                 )
@@ -432,5 +431,41 @@ fn workdir_override_file_is_pruned_when_workdir_is_removed() {
             |o| matches!(o, Op::RemoveFile { path } if path.ends_with("agent_workspace_root"))
         ),
         "{ops:#?}"
+    );
+}
+
+#[test]
+fn a_declared_workdir_is_created_private_but_its_mode_is_never_changed() {
+    let with = BASE.replace(
+        "name = \"Alpha\"",
+        "name = \"Alpha\"\nworkdir = \"~/code/a\"",
+    );
+    let t = target(&with);
+    let p = plan(&t, &empty(&t));
+    let ops: Vec<_> = p.changes.iter().flat_map(|c| c.ops.iter()).collect();
+    assert!(
+        ops.contains(&&Op::MkDir {
+            path: PathBuf::from("/home/u/code/a"),
+            mode: 0o700
+        }),
+        "{ops:#?}"
+    );
+    let mut obs = converged(&t);
+    obs.paths
+        .insert("/home/u/code/a".into(), Seen::Dir { mode: 0o775 });
+    assert!(plan(&t, &obs).changes.is_empty());
+    obs.paths.insert(
+        "/home/u/.cloudagent/agents/agent_a/notes".into(),
+        Seen::Dir { mode: 0o755 },
+    );
+    let p = plan(&t, &obs);
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(
+        p.changes[0].ops,
+        vec![Op::Chmod {
+            path: PathBuf::from("/home/u/.cloudagent/agents/agent_a/notes"),
+            from: 0o755,
+            to: 0o700
+        }]
     );
 }

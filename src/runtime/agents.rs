@@ -11,7 +11,10 @@ use crate::fsutil;
 use crate::paths::AgentId;
 use crate::protocol::Assign;
 use crate::protocol::frames::DeliverPayload;
-use crate::reconcile::{self, target::agent_entries};
+use crate::reconcile::{
+    self,
+    target::{AgentSpec, agent_entries},
+};
 use crate::workspace::assigned;
 use crate::workspace::workdir::{Refusal, WorkdirPolicy};
 use crate::workspace::{AgentLayout, Identity};
@@ -30,17 +33,23 @@ fn policy(settings: &Settings) -> WorkdirPolicy<'_> {
 /// `workdir`, else a checked override left in `.meta/agent_workspace_root`,
 /// else the default.
 pub fn cwd(shared: &Shared, settings: &Settings, id: &AgentId) -> PathBuf {
+    cwd_and_owner(shared, settings, id).0
+}
+
+/// The cwd, and whether it is ours (true) or a workdir the file declares or
+/// the server chose (false: never chmod'ed).
+fn cwd_and_owner(shared: &Shared, settings: &Settings, id: &AgentId) -> (PathBuf, bool) {
     let layout = AgentLayout::new(&settings.paths, id);
     if let Some(agent) = settings.agents.get(id)
         && let Some(w) = &agent.workdir
     {
-        return w.clone();
+        return (w.clone(), false);
     }
     if let Ok(text) = std::fs::read_to_string(layout.cwd_override())
         && !text.trim().is_empty()
     {
         match policy(settings).check(&text) {
-            Ok(path) => return path,
+            Ok(path) => return (path, false),
             Err(why) => refuse(
                 shared,
                 id,
@@ -50,7 +59,7 @@ pub fn cwd(shared: &Shared, settings: &Settings, id: &AgentId) -> PathBuf {
             ),
         }
     }
-    default_cwd(settings, id)
+    (default_cwd(settings, id), true)
 }
 
 fn default_cwd(settings: &Settings, id: &AgentId) -> PathBuf {
@@ -173,7 +182,8 @@ pub fn ensure_for_wake(
     if layout.dir.is_dir() && layout.identity().is_file() {
         // Existing workspace: only its cwd has to exist.
         let cwd = cwd(shared, settings, id);
-        fsutil::create_dir_all(&cwd, 0o755).map_err(|e| e.to_string())?;
+        fsutil::create_dir_all(&cwd, settings.workspace_access.dir_mode())
+            .map_err(|e| e.to_string())?;
         return Ok((read_identity(&layout, id), cwd));
     }
     let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
@@ -225,19 +235,21 @@ fn ensure(
             _ => {}
         }
     }
-    let cwd = match over {
-        Some(w) => w.to_path_buf(),
-        None => cwd(shared, settings, id),
+    let (cwd, cwd_is_ours) = match over {
+        Some(w) => (w.to_path_buf(), false),
+        None => cwd_and_owner(shared, settings, id),
     };
-    let entries = agent_entries(
-        &layout,
+    let entries = agent_entries(&AgentSpec {
+        layout: &layout,
         id,
         identity,
-        &cwd,
-        over,
-        &settings.exe,
-        &settings.profile,
-    );
+        cwd: &cwd,
+        cwd_is_ours,
+        cwd_override: over,
+        exe: &settings.exe,
+        profile: &settings.profile,
+        access: settings.workspace_access,
+    });
     reconcile::converge(&entries)?;
     Ok(cwd)
 }

@@ -130,6 +130,8 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
     let (desired, new) = match loaded {
         Ok(x) => x,
         Err(e) => {
+            // Shown in the log and by `status`: never with a key in it.
+            let e = crate::redact::secrets(&e).into_owned();
             tracing::error!(
                 "the new configuration in {} is not used: {e}",
                 path.display()
@@ -153,8 +155,9 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
             Ok((plan, report)) => {
                 let errors: Vec<String> = plan
-                    .errors
+                    .warnings
                     .iter()
+                    .chain(&plan.errors)
                     .map(|e| format!("{}: {}", e.resource, e.message))
                     .chain(report.errors)
                     .collect();

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Agent, Desired, PermissionMode, Secret, SecretRef};
+use crate::config::desired::{DEFAULT_MAX_FRAME_MIB, DEFAULT_MAX_SERVER_AGENTS};
+use crate::config::{
+    Agent, Desired, PermissionMode, Secret, SecretRef, WorkspaceAccess, server_url,
+};
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 
 use crate::protocol::env::{
@@ -37,6 +40,16 @@ pub struct Settings {
     pub max_concurrent_wakes: u32,
     pub wake_timeout: Duration,
     pub workspace_root: Option<PathBuf>,
+    /// Modes of the workspaces the daemon creates (the profile's
+    /// `workspace_access`; private without a config file).
+    pub workspace_access: WorkspaceAccess,
+    /// When set, a workdir the server chooses must lie under one of these
+    /// (the profile's `allowed_workdirs`; unset without a config file).
+    pub allowed_workdirs: Option<Vec<PathBuf>>,
+    /// Agents the server may create beyond the declared ones.
+    pub max_server_agents: u32,
+    /// The largest frame accepted from the backend, in MiB.
+    pub max_frame_mib: u32,
     /// Agents declared in the config file (their identity wins over the
     /// server's `assign`).
     pub agents: BTreeMap<AgentId, Agent>,
@@ -48,16 +61,16 @@ pub struct Settings {
     pub config_digest: Option<u64>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
-    /// When set, a working directory the server chooses must be under one
-    /// of these (SECURITY.md, "Working directories").
-    pub allowed_workdirs: Option<Vec<PathBuf>>,
-    /// Workspaces the server may create for agents the file does not
-    /// declare.
-    pub max_server_agents: u32,
 }
 
-/// The default of a profile's `max_server_agents`.
-pub const DEFAULT_MAX_SERVER_AGENTS: u32 = 200;
+/// The transport-security flags of one-shot `start`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneShotTls {
+    /// `--insecure`: skip certificate verification.
+    pub insecure: bool,
+    /// `--allow-insecure-http`: `http://` to another machine.
+    pub allow_insecure_http: bool,
+}
 
 /// The original's `config.json` (PROTOCOL §6.5).
 #[derive(Debug, Deserialize)]
@@ -111,13 +124,15 @@ impl Settings {
             max_concurrent_wakes: defaults.max_concurrent_wakes,
             wake_timeout: defaults.wake_timeout,
             workspace_root: None,
+            workspace_access: WorkspaceAccess::default(),
+            allowed_workdirs: None,
+            max_server_agents: DEFAULT_MAX_SERVER_AGENTS,
+            max_frame_mib: DEFAULT_MAX_FRAME_MIB,
             agents: BTreeMap::new(),
             config_file: None,
             config_digest: None,
             socket,
             use_system_proxy: std::env::var(USE_SYSTEM_PROXY_ENV).is_ok_and(|v| v == "1"),
-            allowed_workdirs: None,
-            max_server_agents: DEFAULT_MAX_SERVER_AGENTS,
             profile,
         }
     }
@@ -158,24 +173,38 @@ impl Settings {
         s.max_concurrent_wakes = desired.daemon.max_concurrent_wakes;
         s.wake_timeout = desired.daemon.wake_timeout;
         s.workspace_root = p.workspace_root.clone();
+        s.workspace_access = p.workspace_access;
+        s.allowed_workdirs = p.allowed_workdirs.clone();
+        s.max_server_agents = p.max_server_agents;
+        s.max_frame_mib = p.server.max_frame_mib;
         s.agents = p.agents.clone();
         s.config_file = Some(desired.source.clone());
         Ok(s)
     }
 
-    /// From the original's `config.json`.
+    /// From the original's `config.json`. `allow_insecure_http`: `start
+    /// --allow-insecure-http` (the file has no such setting).
     pub fn from_legacy(
         path: &Path,
         profile: &ProfileName,
         home: Home,
         exe: PathBuf,
+        allow_insecure_http: bool,
     ) -> Result<Self, String> {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let legacy: LegacyConfig = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not a valid config: {e}", path.display()))?;
         let mut s = Self::base(profile.clone(), home, exe);
-        s.server_url = crate::config::desired::normalize_server_url(&legacy.server_url)
+        s.server_url = server_url::normalize(&legacy.server_url)
+            .and_then(|url| {
+                server_url::check_cleartext(
+                    &url,
+                    allow_insecure_http,
+                    "pass --allow-insecure-http to start",
+                )
+                .map(|()| url)
+            })
             .map_err(|e| format!("{}: server_url: {e}", path.display()))?;
         s.api_key = Secret::new(legacy.machine_api_key);
         s.permission_mode = parse_permission_mode(&legacy.claude_permission_mode)
@@ -187,15 +216,22 @@ impl Settings {
     pub fn one_shot(
         url: &str,
         key: &str,
-        insecure: bool,
+        tls: OneShotTls,
         profile: &ProfileName,
         home: Home,
         exe: PathBuf,
     ) -> Result<Self, String> {
         let mut s = Self::base(profile.clone(), home, exe);
-        s.server_url = crate::config::desired::normalize_server_url(url)?;
+        let normalized = server_url::normalize(url)?;
+        server_url::check_cleartext(
+            &normalized,
+            tls.allow_insecure_http,
+            "pass --allow-insecure-http",
+        )
+        .map_err(|e| format!("--server-url {normalized}: {e}"))?;
+        s.server_url = normalized;
         s.api_key = Secret::new(key);
-        s.insecure = insecure;
+        s.insecure = tls.insecure;
         Ok(s)
     }
 
@@ -221,4 +257,43 @@ pub fn file_digest(path: &std::path::Path) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_for(extra_server: &str, extra_profile: &str) -> Settings {
+        let home = Home::for_tests(Path::new("/home/u"));
+        let text = format!(
+            "[servers.p]\nurl = \"https://x\"\n{extra_server}\n[profiles.default]\nserver = \"p\"\napi_key = \"sk_machine_t\"\n{extra_profile}\n"
+        );
+        let desired = crate::config::parse(&text, PathBuf::from("/c.toml"), &home).unwrap();
+        let profile = ProfileName::default_profile();
+        Settings::from_desired(&desired, &profile, home, PathBuf::from("/bin/x")).unwrap()
+    }
+
+    #[test]
+    fn limits_and_allowed_workdirs_reach_the_runtime() {
+        let s = settings_for(
+            "max_frame_mib = 64",
+            "allowed_workdirs = [\"~/code\", \"/srv/agents\"]\nmax_server_agents = 0\nworkspace_access = \"shared\"",
+        );
+        assert_eq!(s.max_frame_mib, 64);
+        assert_eq!(s.max_server_agents, 0);
+        assert_eq!(s.workspace_access, WorkspaceAccess::Shared);
+        assert_eq!(
+            s.allowed_workdirs,
+            Some(vec![
+                PathBuf::from("/home/u/code"),
+                PathBuf::from("/srv/agents")
+            ])
+        );
+
+        let s = settings_for("", "");
+        assert_eq!(s.max_frame_mib, 16);
+        assert_eq!(s.max_server_agents, 200);
+        assert_eq!(s.workspace_access, WorkspaceAccess::Private);
+        assert_eq!(s.allowed_workdirs, None);
+    }
 }

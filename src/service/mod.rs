@@ -54,10 +54,19 @@ impl Platform {
     }
 
     pub fn unit_path(self, home: &Home, profile: &ProfileName) -> PathBuf {
+        let dir = match self {
+            Self::Systemd => home.systemd_user_dir(),
+            Self::Launchd => home.launch_agents_dir(),
+        };
+        dir.join(self.unit_file_name(profile))
+    }
+
+    /// The unit's file name in its directory.
+    pub fn unit_file_name(self, profile: &ProfileName) -> String {
         let name = self.unit_name(profile);
         match self {
-            Self::Systemd => home.systemd_user_dir().join(name),
-            Self::Launchd => home.launch_agents_dir().join(format!("{name}.plist")),
+            Self::Systemd => name,
+            Self::Launchd => format!("{name}.plist"),
         }
     }
 }

@@ -62,7 +62,7 @@ mod tests {
         let settings = Settings::one_shot(
             "http://127.0.0.1:9",
             "sk_machine_t",
-            false,
+            Default::default(),
             &ProfileName::default_profile(),
             Home::for_tests(dir.path()),
             PathBuf::from("/nonexistent"),

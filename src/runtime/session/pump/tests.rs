@@ -32,7 +32,7 @@ fn daemon(dir: &std::path::Path) -> (Arc<Shared>, Arc<Scheduler>) {
     let settings = Settings::one_shot(
         "http://127.0.0.1:9",
         "sk_machine_t",
-        false,
+        Default::default(),
         &profile,
         home,
         PathBuf::from("/nonexistent"),
