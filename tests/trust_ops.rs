@@ -8,13 +8,14 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
 use support::fake_backend::{Conn, FakeBackend, frame};
-use support::fake_claude::FakeClaude;
-use support::{TestHome, mode, stderr};
+use support::fake_claude::{FakeClaude, pid_alive};
+use support::{BIN, TestHome, mode, stderr, stdout};
 
 const T: Duration = Duration::from_secs(15);
 const KEY: &str = "sk_machine_testkey";
@@ -186,4 +187,187 @@ fn bridge_logging_at_trace_writes_no_key() {
         "the request was logged at trace level: {err}"
     );
     assert!(!err.contains("testkey"), "{err}");
+}
+
+fn pid_file(home: &TestHome) -> PathBuf {
+    let dir = profile_dir(home);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("daemon.pid")
+}
+
+/// A process for `stop` to leave alone; killed by the test (by PID).
+struct Victim(Child);
+
+impl Victim {
+    fn spawn() -> Self {
+        Self(
+            Command::new("sleep")
+                .arg("300")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none() && pid_alive(self.pid() as i32)
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// 4294967295 read as a pid is -1: `kill(-1, …)` signals every process of
+/// the user. It is refused with an error naming the file.
+#[test]
+fn stop_refuses_a_pid_out_of_range() {
+    let home = TestHome::new();
+    let mut bystander = Victim::spawn();
+    let file = pid_file(&home);
+    for forged in ["4294967295", "-1", "0", "1", "2147483648"] {
+        std::fs::write(&file, forged).unwrap();
+        for cmd in ["stop", "status"] {
+            let out = home.cmd().arg(cmd).output().unwrap();
+            let text = format!("{}{}", stdout(&out), stderr(&out));
+            assert_eq!(out.status.code(), Some(1), "{cmd} {forged}: {text}");
+            assert!(
+                text.contains(&file.display().to_string()) && text.contains(forged),
+                "{cmd} {forged}: the error names the file and the pid: {text}"
+            );
+            assert!(!text.contains("SIGTERM"), "{cmd} {forged}: {text}");
+        }
+        assert!(file.exists(), "the file is left for the user to inspect");
+    }
+    assert!(bystander.alive(), "nothing was signalled");
+}
+
+/// A stale PID file whose pid now belongs to an unrelated process: `stop`
+/// leaves it alone and says no daemon runs; `status` does not call it
+/// running.
+#[test]
+fn stop_and_status_leave_an_unrelated_process_alone() {
+    let home = TestHome::new();
+    let mut victim = Victim::spawn();
+    let file = pid_file(&home);
+    std::fs::write(&file, victim.pid().to_string()).unwrap();
+
+    let status = home.cmd().arg("status").output().unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("stale PID file") && !stdout(&status).contains("running ("),
+        "{}",
+        stdout(&status)
+    );
+
+    let out = home.cmd().arg("stop").output().unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        victim.alive(),
+        "stop signalled an unrelated process: {text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("no daemon is running"), "{text}");
+    assert!(!text.contains("SIGTERM"), "{text}");
+    assert!(!file.exists(), "the stale PID file is removed");
+}
+
+#[test]
+fn stop_timeout_is_validated() {
+    let home = TestHome::new();
+    for bad in ["-1", "nan", "inf", "1e300"] {
+        let out = home
+            .cmd()
+            .args(["stop", &format!("--timeout={bad}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
+    }
+}
+
+/// A daemon started from a binary that was replaced on disk since (as by
+/// `cargo install` over a running daemon) is still recognised and stopped
+/// by the new binary.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_works_after_the_binary_was_replaced() {
+    let s = setup("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("cloudagent-daemon");
+    std::fs::copy(BIN, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out_file = s.home.path().join("copy.out");
+    let out = std::fs::File::create(&out_file).unwrap();
+    let mut child = Command::new(&copy)
+        .arg("start")
+        .env_clear()
+        .env("HOME", s.home.path())
+        .env("XDG_CONFIG_HOME", s.home.path().join(".config"))
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", s.home.bin_dir().display()),
+        )
+        .env("CLOUDAGENT_DAEMON_TEST_TIMING", FAST_TIMING)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(Some(child.id()));
+    let mut conn = s.backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    // Replaced the way installers do it: a new file renamed over the old.
+    let fresh = dir.path().join(".new");
+    std::fs::write(&fresh, b"#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::rename(&fresh, &copy).unwrap();
+
+    let stop = s.home.cmd().arg("stop").output().unwrap();
+    let text = format!("{}{}", stdout(&stop), stderr(&stop));
+    assert_eq!(stop.status.code(), Some(0), "{text}");
+    assert!(text.contains("daemon stopped cleanly"), "{text}");
+    let st = child.wait().unwrap();
+    guard.0 = None;
+    assert!(st.success(), "{st:?}");
+}
+
+/// Kills the pid with SIGKILL on drop unless cleared.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// A running daemon whose PID file names another process: `stop` stops the
+/// daemon (proven by its lock) and leaves the other process alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_signals_the_daemon_not_the_pid_file() {
+    let s = setup("").await;
+    let (mut d, _conn) = connected(&s, &[]).await;
+    let mut victim = Victim::spawn();
+    std::fs::write(pid_file(&s.home), victim.pid().to_string()).unwrap();
+
+    let out = s.home.cmd().arg("stop").output().unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("sending SIGTERM to pid={}", d.pid())),
+        "{text}"
+    );
+    let st = d.wait_exit(T).expect("the daemon stopped");
+    assert!(st.success(), "{st:?}");
+    assert!(victim.alive(), "{text}");
 }

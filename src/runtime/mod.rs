@@ -8,6 +8,7 @@ pub mod detect;
 pub mod ipc;
 pub mod lock;
 pub mod reload;
+pub mod running;
 pub mod session;
 pub mod settings;
 pub mod shared;
