@@ -371,3 +371,52 @@ async fn stop_signals_the_daemon_not_the_pid_file() {
     assert!(st.success(), "{st:?}");
     assert!(victim.alive(), "{text}");
 }
+
+/// The socket is bound in a private staging directory and renamed into
+/// place: it is never created in the profile directory, never chmod-ed
+/// there (so it never exists there with a wider mode), and no staging
+/// directory is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_socket_appears_with_its_final_mode() {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let s = setup("").await;
+    let dir = profile_dir(&s.home);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx).unwrap();
+    watcher.watch(&dir, RecursiveMode::NonRecursive).unwrap();
+
+    let (d, _conn) = connected(&s, &[]).await;
+    let sock = dir.join("bridge.sock");
+    assert_eq!(mode(&sock), 0o600);
+    // The watcher reports from its own thread: wait for the socket's
+    // first event, then for anything that follows it.
+    let mut on_socket: Vec<EventKind> = Vec::new();
+    let mut wait = T;
+    while let Ok(event) = rx.recv_timeout(wait) {
+        let event = event.unwrap();
+        if event.paths.iter().any(|p| p == &sock) {
+            on_socket.push(event.kind);
+            wait = Duration::from_millis(300);
+        }
+    }
+    drop(watcher);
+    assert!(
+        !on_socket.is_empty()
+            && on_socket.iter().all(|k| !matches!(
+                k,
+                EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+            )),
+        "bridge.sock must only be renamed into place: {on_socket:?}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".bridge")),
+        "no staging directory left: {names:?}"
+    );
+    let _d = stop_daemon(d);
+}
