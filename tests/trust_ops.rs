@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Conn, FakeBackend, frame};
+use support::fake_backend::{Conn, FakeBackend, deliver, frame};
 use support::fake_claude::{FakeClaude, pid_alive};
 use support::{BIN, TestHome, mode, stderr, stdout};
 
@@ -419,4 +419,48 @@ async fn bridge_socket_appears_with_its_final_mode() {
         "no staging directory left: {names:?}"
     );
     let _d = stop_daemon(d);
+}
+
+/// Strings from the backend (message ids, agent ids, request ids, frame
+/// types, a `bye` reason) are logged escaped: none can start a line of its
+/// own.
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_strings_cannot_forge_log_lines() {
+    let s = setup("").await;
+    let (d, mut conn) = connected(&s, &[]).await;
+    let evil = "\nFAKE LOG LINE";
+    conn.send(deliver(1, "agent_a", &format!("m1{evil}"), "hi"))
+        .await;
+    s.backend
+        .wait_for_frame(T, |f| {
+            f["type"] == "agent_status" && f["payload"]["status"] != "running"
+        })
+        .await;
+    conn.send(frame(
+        "unassign",
+        json!({"agent_id": format!("x{evil}"), "reason": evil}),
+    ))
+    .await;
+    conn.send(frame("assign", json!({"agent_id": format!("x{evil}")})))
+        .await;
+    conn.send(frame(
+        "tool_result",
+        json!({"request_id": evil, "ok": true}),
+    ))
+    .await;
+    conn.send(frame(&format!("odd{evil}"), json!({}))).await;
+    conn.send(frame("bye", json!({"reason": format!("later{evil}")})))
+        .await;
+    // The bye ends the connection; the daemon reconnects.
+    s.backend.next_connection(T).await;
+    let d = stop_daemon(d);
+
+    let all = everything_written(&d, &s.home);
+    assert!(all.contains("later\\nFAKE LOG LINE"), "bye logged:\n{all}");
+    assert!(
+        all.contains("m1\\nFAKE LOG LINE"),
+        "message id logged:\n{all}"
+    );
+    let forged: Vec<&str> = all.lines().filter(|l| l.starts_with("FAKE")).collect();
+    assert!(forged.is_empty(), "forged lines {forged:?} in:\n{all}");
 }

@@ -5,8 +5,11 @@
 //! Whatever the level or filter, no key is written: the transport
 //! libraries, which see the `Authorization` header, never log below
 //! `info` (`filter`), and every writer passes each line through
-//! `crate::redact` before it leaves the process (`redacting`).
+//! `crate::redact` before it leaves the process (`redacting`). And every
+//! event is one line: control characters in logged values are escaped
+//! (`escape`), so a string from the backend cannot forge a log line.
 
+mod escape;
 mod file;
 mod filter;
 mod redacting;
@@ -20,6 +23,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use escape::EscapedFields;
 pub use filter::ENV;
 use redacting::Redacting;
 
@@ -64,6 +68,7 @@ pub fn init_daemon(
         .lossy(true)
         .finish(daily);
     let file_layer = tracing_subscriber::fmt::layer()
+        .fmt_fields(EscapedFields::default())
         .with_writer(Redacting::new(file_writer))
         .with_ansi(false)
         .with_target(false)
@@ -84,6 +89,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     tracing_subscriber::fmt::layer()
+        .fmt_fields(EscapedFields::default())
         .with_writer(Redacting::new(std::io::stderr))
         .with_ansi(ansi)
         .with_target(false)
