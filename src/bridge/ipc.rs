@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,17 +32,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Bind the socket with mode 0600, replacing a stale one.
+    /// Bind the socket with mode 0600, replacing a stale one. It is bound
+    /// inside a fresh 0700 staging directory, made 0600 there, then renamed
+    /// into place: bound directly at `path` it would exist with the
+    /// umask's mode until the chmod, and another user could connect in
+    /// between (SECURITY.md, "The bridge socket"). A process-wide umask
+    /// would also reach files other threads create meanwhile.
     pub fn bind(path: &Path) -> io::Result<(Self, UnixListener)> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        if let Some(parent) = path.parent() {
-            crate::fsutil::create_dir_all(parent, 0o700)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let dir = crate::fsutil::parent_dir(path);
+        crate::fsutil::create_dir_all(dir, 0o700)?;
+        let staging = Staging::create(dir)?;
+        let staged = staging.0.join("s");
+        let listener = UnixListener::bind(&staged)?;
+        crate::fsutil::set_mode(&staged, 0o600)?;
+        std::fs::rename(&staged, path)?;
         Ok((
             Self {
                 path: path.to_path_buf(),
@@ -50,7 +53,6 @@ impl Server {
             listener,
         ))
     }
-
     pub async fn serve<H: Handler>(
         self,
         listener: UnixListener,
@@ -99,6 +101,30 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A private directory next to the socket, removed when dropped. Its name
+/// is short: a socket path has a small limit (104 bytes on macOS).
+struct Staging(PathBuf);
+
+impl Staging {
+    fn create(dir: &Path) -> io::Result<Self> {
+        let hex = uuid::Uuid::new_v4().simple().to_string();
+        let path = dir.join(format!(".bridge-{}", &hex[..8]));
+        // Created with at most 0700 whatever the umask (which can only
+        // remove bits), then set to exactly 0700 so we can write in it.
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        let staging = Self(path);
+        crate::fsutil::set_mode(&staging.0, 0o700)?;
+        Ok(staging)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.join("s"));
+        let _ = std::fs::remove_dir(&self.0);
     }
 }
 
@@ -241,6 +267,7 @@ mod tests {
     use super::*;
     use crate::protocol::ipc::{SessionArgs, ToolCallArgs};
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
 
     struct Echo;
     impl Handler for Echo {
@@ -280,11 +307,14 @@ mod tests {
     async fn round_trip_large_payload_errors_and_mode() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("bridge.sock");
+        std::fs::write(&sock, "a stale socket's place").unwrap();
         let (server, listener) = Server::bind(&sock).unwrap();
         assert_eq!(
             std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1, "no staging directory left: {entries:?}");
         let cancel = CancellationToken::new();
         let task = tokio::spawn(server.serve(listener, Arc::new(Echo), cancel.clone()));
 

@@ -24,19 +24,8 @@ pub struct BridgeArgs {
     pub token_file: Option<PathBuf>,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDAGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
-}
-
 pub fn run(args: &BridgeArgs) -> u8 {
-    init_logging();
+    crate::logging::init_bridge();
     let profile = match args.profile.resolve() {
         Ok(p) => p,
         Err(code) => return code,

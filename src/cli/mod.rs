@@ -7,6 +7,7 @@ mod reconcile;
 mod schema;
 mod start;
 mod status;
+mod stop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,8 +60,11 @@ pub enum Command {
     /// Show whether a profile's daemon runs, its connection, host id,
     /// last_seq, agents and running wakes. Exit 1 when it is not running.
     Status(status::StatusArgs),
-    /// Stop a profile's daemon (SIGTERM, then wait for a clean exit).
-    Stop(status::StopArgs),
+    /// Stop a profile's daemon (SIGTERM, then wait for a clean exit). Only
+    /// a process proven to be the daemon (it holds the profile's lock or
+    /// listens on its socket) is signalled, never a pid from the PID file
+    /// alone.
+    Stop(stop::StopArgs),
     /// Print the JSON Schema of cloudagent.toml (for editor completion and
     /// validation).
     Schema,
@@ -81,7 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => reconcile::apply(cli.config.as_deref(), &args),
         Command::Start(args) => start::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::status(&args),
-        Command::Stop(args) => status::stop(&args),
+        Command::Stop(args) => stop::stop(&args),
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
     };

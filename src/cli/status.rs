@@ -1,6 +1,9 @@
-//! `status` and `stop` (PROTOCOL §7.2).
+//! `status` (PROTOCOL §7.2). Whether a daemon runs is decided by
+//! `runtime::running` (the lock holder, the socket's peer), not by the
+//! PID file alone: a stale pid now used by another process is not
+//! reported as running.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -10,7 +13,8 @@ use crate::bridge::ipc;
 use crate::paths::{Home, ProfileName};
 use crate::protocol::env::SOCKET_PATH as SOCKET_PATH_ENV;
 use crate::protocol::ipc::Request;
-use crate::runtime::lock::{alive, read_pid};
+use crate::runtime::lock::{PidFileError, alive, read_pid};
+use crate::runtime::running::{self, Found};
 use crate::runtime::shared::Connection;
 use crate::runtime::status::StatusReport;
 
@@ -23,16 +27,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct StopArgs {
-    #[command(flatten)]
-    pub profile: ProfileArg,
-    /// Seconds to wait for a clean exit before sending SIGKILL.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub timeout: f64,
-}
-
-fn socket_for(home: &Home, profile: &ProfileName) -> std::path::PathBuf {
+pub(super) fn socket_for(home: &Home, profile: &ProfileName) -> std::path::PathBuf {
     std::env::var_os(SOCKET_PATH_ENV)
         .filter(|v| !v.is_empty())
         .map(Into::into)
@@ -40,7 +35,7 @@ fn socket_for(home: &Home, profile: &ProfileName) -> std::path::PathBuf {
 }
 
 /// The profile (exit 2 when invalid) and the home directory (exit 1).
-fn profile_and_home(arg: &ProfileArg) -> Result<(ProfileName, Home), u8> {
+pub(super) fn profile_and_home(arg: &ProfileArg) -> Result<(ProfileName, Home), u8> {
     let profile = arg.resolve()?;
     let home = Home::from_env().map_err(|e| {
         eprintln!("Error: {e}");
@@ -55,80 +50,120 @@ pub fn status(args: &StatusArgs) -> u8 {
         Err(c) => return c,
     };
     let paths = home.profile(&profile);
-    let (pid, problem) = match read_pid(&paths.pid_file()) {
-        Ok(None) => (
-            None,
-            format!("● daemon not running for profile '{profile}' (no PID file)"),
-        ),
-        Err(_) => (
-            None,
-            format!("● daemon stale PID file (corrupt) profile='{profile}'"),
-        ),
-        Ok(Some(pid)) if !alive(pid) => (
-            Some(pid),
-            format!("● daemon stale PID file (pid={pid} not alive) profile='{profile}'"),
-        ),
-        Ok(Some(pid)) => (Some(pid), String::new()),
-    };
-    if !problem.is_empty() {
-        if args.json {
-            println!(
-                "{}",
-                json!({"running": false, "profile": profile.as_str(), "pid": pid, "message": problem.trim_start_matches("● ")})
-            );
-        } else {
-            println!("{problem}");
+    let candidate = match read_pid(&paths.pid_file()) {
+        Err(e @ PidFileError::OutOfRange { .. }) => {
+            eprintln!("Error: {e}");
+            return 1;
         }
-        return 1;
-    }
-    let pid = pid.unwrap_or_default();
-    let live = match tokio::runtime::Builder::new_current_thread()
+        Ok(pid) => Candidate::Pid(pid),
+        Err(_) => Candidate::Corrupt,
+    };
+    let socket = socket_for(&home, &profile);
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(ipc::call(
-            &socket_for(&home, &profile),
-            &Request::Status,
-            Duration::from_secs(3),
-        )),
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: {e}");
             return 1;
         }
     };
-    let live = live.and_then(|v| {
-        serde_json::from_value::<StatusReport>(v)
-            .map_err(|e| ipc::ClientError::Protocol(e.to_string()))
-    });
-    match live {
-        Ok(report) => {
-            if args.json {
-                let mut v = json!({"running": true});
-                if let (Value::Object(out), Ok(Value::Object(r))) =
-                    (&mut v, serde_json::to_value(&report))
-                {
-                    out.extend(r);
-                }
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                print!("{}", render(&report));
+    match rt.block_on(running::find(&paths.lock_file(), &socket)) {
+        Found::Daemon(pid) => {
+            if let Candidate::Pid(Some(named)) = candidate
+                && named != pid
+            {
+                eprintln!(
+                    "warning: {} names pid {named}, but the daemon is pid {pid}",
+                    paths.pid_file().display()
+                );
             }
-            0
+            let live = rt.block_on(report(&socket));
+            running_report(args, &profile, Some(pid), live)
         }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"running": true, "profile": profile.as_str(), "pid": pid, "error": e.to_string()})
-                );
-            } else {
-                println!(
-                    "● daemon running (pid={pid}, profile='{profile}') but it does not answer on its socket: {e}"
-                );
+        // The lock is held: a daemon runs, whatever its socket says.
+        Found::Unidentified => {
+            let live = rt.block_on(report(&socket));
+            running_report(args, &profile, None, live)
+        }
+        Found::None => not_running(args, &profile, candidate),
+    }
+}
+
+/// What the PID file said, for the messages of a profile without daemon.
+enum Candidate {
+    Pid(Option<u32>),
+    Corrupt,
+}
+
+fn not_running(args: &StatusArgs, profile: &ProfileName, candidate: Candidate) -> u8 {
+    let (pid, message) = match candidate {
+        Candidate::Pid(None) => (
+            None,
+            format!("daemon not running for profile '{profile}' (no PID file)"),
+        ),
+        Candidate::Corrupt => (
+            None,
+            format!("daemon stale PID file (corrupt) profile='{profile}'"),
+        ),
+        Candidate::Pid(Some(pid)) if alive(pid) => (
+            Some(pid),
+            format!(
+                "daemon stale PID file (pid={pid} is not this profile's daemon) profile='{profile}'"
+            ),
+        ),
+        Candidate::Pid(Some(pid)) => (
+            Some(pid),
+            format!("daemon stale PID file (pid={pid} not alive) profile='{profile}'"),
+        ),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"running": false, "profile": profile.as_str(), "pid": pid, "message": message})
+        );
+    } else {
+        println!("● {message}");
+    }
+    1
+}
+
+async fn report(socket: &std::path::Path) -> Result<StatusReport, ipc::ClientError> {
+    let v = ipc::call(socket, &Request::Status, Duration::from_secs(3)).await?;
+    serde_json::from_value::<StatusReport>(v).map_err(|e| ipc::ClientError::Protocol(e.to_string()))
+}
+
+/// A daemon runs (`pid` when it could be told); its report if it answered.
+fn running_report(
+    args: &StatusArgs,
+    profile: &ProfileName,
+    pid: Option<u32>,
+    live: Result<StatusReport, ipc::ClientError>,
+) -> u8 {
+    match live {
+        Ok(report) if args.json => {
+            let mut v = json!({"running": true});
+            if let (Value::Object(out), Ok(Value::Object(r))) =
+                (&mut v, serde_json::to_value(&report))
+            {
+                out.extend(r);
             }
-            0
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Ok(report) => print!("{}", render(&report)),
+        Err(e) if args.json => println!(
+            "{}",
+            json!({"running": true, "profile": profile.as_str(), "pid": pid, "error": e.to_string()})
+        ),
+        Err(e) => {
+            let pid = pid.map(|p| format!("pid={p}, ")).unwrap_or_default();
+            println!(
+                "● daemon running ({pid}profile='{profile}') but it does not answer on its socket: {e}"
+            );
         }
     }
+    0
 }
 
 fn render(r: &StatusReport) -> String {
@@ -186,52 +221,4 @@ fn render(r: &StatusReport) -> String {
         out.push_str(&format!("  refused: {text}\n"));
     }
     crate::redact::secrets(&out).into_owned()
-}
-
-pub fn stop(args: &StopArgs) -> u8 {
-    let (profile, home) = match profile_and_home(&args.profile) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let pid_file = home.profile(&profile).pid_file();
-    let pid = match read_pid(&pid_file) {
-        Ok(None) => {
-            println!("daemon not running for profile '{profile}' (no PID file)");
-            return 0;
-        }
-        Err(_) => {
-            println!("stale PID file — removing");
-            let _ = std::fs::remove_file(&pid_file);
-            return 0;
-        }
-        Ok(Some(pid)) => pid,
-    };
-    if !alive(pid) {
-        println!("daemon already stopped (pid={pid} not alive); cleaning up PID file");
-        let _ = std::fs::remove_file(&pid_file);
-        return 0;
-    }
-    println!("sending SIGTERM to pid={pid}...");
-    let Some(target) = rustix::process::Pid::from_raw(pid as i32) else {
-        println!("process already gone");
-        return 0;
-    };
-    if rustix::process::kill_process(target, rustix::process::Signal::TERM).is_err() {
-        println!("process already gone");
-        return 0;
-    }
-    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout.max(0.0));
-    while Instant::now() < deadline {
-        if !alive(pid) {
-            println!("✓ daemon stopped cleanly");
-            return 0;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    println!(
-        "daemon did not exit within {}s; sending SIGKILL",
-        args.timeout
-    );
-    let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
-    1
 }

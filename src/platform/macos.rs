@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use rustix::fd::OwnedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 /// No `O_PATH` on macOS: a read-only directory descriptor (open(2)). A
@@ -50,4 +50,35 @@ pub fn flock_holder(_file: &File) -> Option<u32> {
 /// daemon by the supervisor's lifeline instead (docs/PLATFORMS.md).
 pub fn die_with_parent() -> io::Result<()> {
     Ok(())
+}
+
+/// `getpeereid` (getpeereid(3)) for the uid, `LOCAL_PEERPID` (unix(4),
+/// sys/un.h) for the pid of the peer when it called `listen` or `connect`.
+pub fn peer_credentials(socket: BorrowedFd<'_>) -> io::Result<super::PeerCred> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: both out-pointers are valid for writes.
+    if unsafe { libc::getpeereid(fd, &mut uid, &mut gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut pid: libc::pid_t = 0;
+    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+    // SAFETY: `pid` is a writable pid_t and `len` its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERPID,
+            (&mut pid as *mut libc::pid_t).cast(),
+            &mut len,
+        )
+    };
+    Ok(super::PeerCred {
+        uid,
+        pid: (r == 0)
+            .then(|| u32::try_from(pid).ok())
+            .flatten()
+            .filter(|p| *p > 0),
+    })
 }

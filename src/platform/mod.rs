@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use rustix::fd::OwnedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -45,4 +45,18 @@ pub fn flock_holder(file: &File) -> Option<u32> {
 /// where the OS offers that. Async-signal-safe.
 pub fn die_with_parent() -> io::Result<()> {
     imp::die_with_parent()
+}
+
+/// Who is at the other end of a connected unix socket, as the kernel saw
+/// it when that end bound and listened (or connected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub uid: u32,
+    /// `None` where the OS does not tell.
+    pub pid: Option<u32>,
+}
+
+/// The peer credentials of a connected unix socket.
+pub fn peer_credentials(socket: BorrowedFd<'_>) -> io::Result<PeerCred> {
+    imp::peer_credentials(socket)
 }

@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod ipc;
 pub mod lock;
 pub mod reload;
+pub mod running;
 pub mod session;
 pub mod settings;
 pub mod shared;

@@ -72,7 +72,7 @@ impl ToolCalls {
             Err(_) => {
                 if self.outbox.remove_tool_call(&request_id) {
                     tracing::warn!(
-                        "{} {}: not sent within {:?} (no connection); withdrawn",
+                        "{:?} {}: not sent within {:?} (no connection); withdrawn",
                         call.tool_name,
                         request_id,
                         call.timeout
