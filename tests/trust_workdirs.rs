@@ -25,11 +25,21 @@ struct Setup {
 }
 
 async fn setup(extra: &str) -> Setup {
+    setup_with(|cfg| cfg.extra = extra.to_string()).await
+}
+
+/// With `lines` added to the profile's section.
+async fn setup_profile(lines: &str) -> Setup {
+    let lines = lines.to_string();
+    setup_with(move |cfg| cfg.profile_lines = lines).await
+}
+
+async fn setup_with(edit: impl FnOnce(&mut DaemonConfig)) -> Setup {
     let home = TestHome::new();
     let backend = FakeBackend::start().await;
     let claude = FakeClaude::install(&home.bin_dir());
     let mut cfg = DaemonConfig::new(&backend.url(), &[]);
-    cfg.extra = extra.to_string();
+    edit(&mut cfg);
     home.write_config(&cfg.render(&home));
     let daemon = Daemon::start(&home, FAST_TIMING);
     let mut conn = backend.next_connection(T).await;
@@ -155,4 +165,60 @@ async fn an_override_file_left_by_the_original_is_checked_too() {
         .unwrap()
         .to_string();
     assert!(refused.contains("agent_workspace_root"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_workdirs_restrict_what_the_server_may_choose() {
+    let extra = "allowed_workdirs = [\"~/code\"]\n";
+    let mut s = setup_profile(extra).await;
+    let home = s.home.path().to_path_buf();
+    s.conn.send(assign("agent_a", "~/elsewhere/a")).await;
+    assert_eq!(
+        s.run_one(1, "agent_a").await,
+        s.default_cwd("agent_a").canonicalize().unwrap()
+    );
+    let refused = s.status()["refused"]["agent_a"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("allowed_workdirs"), "{refused}");
+    assert!(!home.join("elsewhere").exists());
+    s.conn.send(assign("agent_b", "~/code/b")).await;
+    assert_eq!(
+        s.run_one(2, "agent_b").await,
+        home.join("code/b").canonicalize().unwrap()
+    );
+}
+
+/// The backend cannot fill the disk with workspaces: past the profile's
+/// `max_server_agents`, no new one is created (a deliver for such an agent
+/// is reported crashed with the reason); existing ones keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_created_agents_are_capped() {
+    let mut s = setup_profile("max_server_agents = 2\n").await;
+    let agents = s.home.path().join(".cloudagent/agents");
+    s.conn.send(assign("agent_1", "~/code/1")).await;
+    s.run_one(1, "agent_1").await;
+    s.conn.send(deliver(2, "agent_2", "m2", "x")).await;
+    s.claude.wait_for_calls(2, T).await;
+    s.conn.send(assign("agent_3", "~/code/3")).await;
+    s.conn.send(deliver(3, "agent_4", "m3", "x")).await;
+    let st = s
+        .backend
+        .wait_for_frame(T, |f| {
+            frame_type(f) == "agent_status"
+                && f["payload"]["agent_id"] == "agent_4"
+                && f["payload"]["status"] != "running"
+        })
+        .await;
+    assert_eq!(st["payload"]["status"], "crashed");
+    assert!(agents.join("agent_1").is_dir() && agents.join("agent_2").is_dir());
+    assert!(!agents.join("agent_3").exists() && !agents.join("agent_4").exists());
+    assert!(s.daemon.output(&s.home).contains("max_server_agents = 2"));
+    assert_eq!(s.claude.calls().len(), 2, "agent_4 never ran claude");
+    let refused = s.status()["refused"]["agent_3"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("max_server_agents"), "{refused}");
 }

@@ -93,7 +93,7 @@ pub fn on_assign(shared: &Shared, settings: &Settings, a: &Assign) -> Result<(),
         assigned::record(&settings.paths.assigned_agents_file(), &a.agent_id, true);
         return ensure_declared(shared, settings, agent).map(|_| ());
     }
-    check_cap(settings, &a.agent_id)?;
+    check_cap(shared, settings, &a.agent_id)?;
     assigned::record(&settings.paths.assigned_agents_file(), &a.agent_id, true);
     let identity = Identity {
         agent_id: a.agent_id.to_string(),
@@ -130,16 +130,18 @@ pub fn on_assign(shared: &Shared, settings: &Settings, a: &Assign) -> Result<(),
 /// A new workspace for an agent the file does not declare counts against
 /// the profile's `max_server_agents`: the backend cannot fill the disk
 /// with workspaces.
-fn check_cap(settings: &Settings, id: &AgentId) -> Result<(), String> {
+fn check_cap(shared: &Shared, settings: &Settings, id: &AgentId) -> Result<(), String> {
     if AgentLayout::new(&settings.paths, id).dir.is_dir() {
         return Ok(());
     }
     let existing = server_agent_count(settings);
     if existing >= settings.max_server_agents as usize {
-        return Err(format!(
+        let text = format!(
             "not creating a workspace for {id}: the profile already has {existing} agents the server created (max_server_agents = {}; raise it in the profile's section of the config file)",
             settings.max_server_agents
-        ));
+        );
+        shared.note_refusal(id, text.clone());
+        return Err(text);
     }
     Ok(())
 }
@@ -195,7 +197,7 @@ pub fn ensure_for_wake(
         workspace_slug: or(&payload.workspace_slug, "default"),
         reports_to: "(unset)".to_string(),
     };
-    check_cap(settings, id)?;
+    check_cap(shared, settings, id)?;
     let cwd = ensure(shared, settings, id, &identity, None, false)?;
     Ok((identity, cwd))
 }

@@ -16,6 +16,8 @@ pub struct DaemonConfig {
     pub agents: Vec<String>,
     pub extra: String,
     pub daemon_section: String,
+    /// Lines added to `[profiles.default]`.
+    pub profile_lines: String,
 }
 
 impl DaemonConfig {
@@ -25,6 +27,7 @@ impl DaemonConfig {
             agents: agents.iter().map(|a| a.to_string()).collect(),
             extra: String::new(),
             daemon_section: String::new(),
+            profile_lines: String::new(),
         }
     }
 
@@ -32,11 +35,12 @@ impl DaemonConfig {
         let key = home.path().join(".config/cloudagent/test.key");
         std::fs::write(&key, "sk_machine_testkey\n").unwrap();
         let mut s = format!(
-            "[daemon]\nclaude_binary = \"{}\"\n{}\n[servers.test]\nurl = \"{}\"\n\n[profiles.default]\nserver = \"test\"\napi_key_file = \"{}\"\n",
+            "[daemon]\nclaude_binary = \"{}\"\n{}\n[servers.test]\nurl = \"{}\"\n\n[profiles.default]\nserver = \"test\"\napi_key_file = \"{}\"\n{}",
             home.bin_dir().join("claude").display(),
             self.daemon_section,
             self.server_url,
-            key.display()
+            key.display(),
+            self.profile_lines
         );
         for a in &self.agents {
             s.push_str(&format!(
