@@ -1,6 +1,8 @@
 //! A message id as the backend sends it: an opaque JSON string or number,
-//! echoed back exactly in acks. Dedup compares its key, the id's JSON text,
-//! so `"236"` and `236` differ as they did in the original.
+//! echoed back exactly in acks. Dedup compares its key (a string as is, a
+//! number's JSON text), so `"236"` and `236` are one message here, where
+//! the original told them apart: a backend that changed an id's type would
+//! otherwise run a message twice (docs/PROTOCOL.md, "deliver").
 
 use std::fmt;
 
@@ -63,7 +65,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn strings_and_numbers_with_distinct_keys() {
+    fn a_string_and_a_number_share_a_key_but_are_echoed_as_sent() {
         assert_eq!(MessageId::parse(json!("236")).unwrap().key(), "236");
         assert_eq!(MessageId::parse(json!(236)).unwrap().key(), "236");
         assert_ne!(
