@@ -209,6 +209,12 @@ fn render(r: &StatusReport) -> String {
         "  queued: {}  pending: {}  outbox: {}\n",
         r.queued, r.pending, r.outbox
     ));
+    if r.outbox_dropped > 0 {
+        out.push_str(&format!(
+            "  outbox: {} progress frames shed while the backend was unreachable\n",
+            r.outbox_dropped
+        ));
+    }
     if let Some(c) = &r.config_file {
         out.push_str(&format!("  config: {}\n", c.display()));
     }

@@ -103,6 +103,11 @@ pub fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
 }
 
 impl Settings {
+    /// The largest frame accepted from the backend, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        (self.max_frame_mib as usize) << 20
+    }
+
     fn base(profile: ProfileName, home: Home, exe: PathBuf) -> Self {
         let paths = home.profile(&profile);
         let socket = std::env::var_os(SOCKET_PATH_ENV)

@@ -29,6 +29,10 @@ pub struct StatusReport {
     pub started_at: String,
     /// Frames waiting for the connection.
     pub outbox: usize,
+    /// Progress frames (running statuses, partial texts) shed because the
+    /// outbox was over its bound while the backend was unreachable.
+    #[serde(default)]
+    pub outbox_dropped: u64,
     pub config_error: Option<String>,
     pub config_loaded_at: Option<String>,
     /// What the backend asked that was refused, by agent (SECURITY.md).
@@ -68,6 +72,7 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         agents,
         started_at: live.started_at,
         outbox: shared.outbox.len(),
+        outbox_dropped: shared.outbox.dropped(),
         config_error: live.config_error,
         config_loaded_at: live.config_loaded_at,
         refused: live

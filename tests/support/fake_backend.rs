@@ -542,15 +542,24 @@ impl Conn {
         self.send_messages(vec![msg]).await;
     }
 
-    async fn send_messages(&mut self, msgs: Vec<Message>) {
+    /// Send a frame the daemon may refuse by closing the connection (an
+    /// oversized one): whether it was sent whole.
+    pub async fn try_send(&mut self, frame: Value) -> Result<(), String> {
+        self.try_send_messages(vec![Message::text(frame.to_string())])
+            .await
+    }
+
+    async fn try_send_messages(&mut self, msgs: Vec<Message>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.cmds.send(Cmd::Send(msgs, tx)).is_ok();
-        let result = if sent {
-            rx.await
-                .unwrap_or_else(|_| Err("connection task ended".into()))
-        } else {
-            Err("connection task ended".into())
-        };
+        if self.cmds.send(Cmd::Send(msgs, tx)).is_err() {
+            return Err("connection task ended".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("connection task ended".into()))
+    }
+
+    async fn send_messages(&mut self, msgs: Vec<Message>) {
+        let result = self.try_send_messages(msgs).await;
         if let Err(e) = result {
             panic!(
                 "fake backend conn {}: send failed: {e} (closed: {:?})",

@@ -21,6 +21,8 @@ use crate::fsutil;
 /// Zeros kept ahead of the last record; the file grows by this much at a
 /// time, so one sync in this many bytes of records also commits a new size.
 const CHUNK: u64 = 1 << 20;
+/// One chunk of padding (zero-initialised, so it costs no file space).
+static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
 
 pub struct Journal {
     path: PathBuf,
@@ -130,12 +132,11 @@ impl Journal {
         if end + CHUNK / 4 <= self.allocated {
             self.file.write_all_at(record, self.pos)?;
         } else {
-            // Grow by a chunk of zeros in the same write.
-            let mut buf = Vec::with_capacity(record.len() + CHUNK as usize);
-            buf.extend_from_slice(record);
-            buf.resize(record.len() + CHUNK as usize, 0);
-            self.file.write_all_at(&buf, self.pos)?;
-            self.allocated = self.allocated.max(self.pos + buf.len() as u64);
+            // Grow by a chunk of zeros right after the record (written
+            // separately: a large record is not copied to append them).
+            self.file.write_all_at(record, self.pos)?;
+            self.file.write_all_at(&ZEROS, end)?;
+            self.allocated = self.allocated.max(end + CHUNK);
         }
         self.pos = end;
         Ok(start)

@@ -116,12 +116,14 @@ impl<'a> LineOut<'a> {
 
     /// The line, newline included, and where its payload starts in it.
     fn encode(&self) -> (Vec<u8>, usize) {
-        let mut line = match serde_json::to_vec(self) {
-            Ok(l) => l,
+        // Sized up front: a large payload is then copied once, not through
+        // a growing buffer's reallocations.
+        let mut line = Vec::with_capacity(self.payload.map_or(0, |p| p.get().len()) + 512);
+        if let Err(e) = serde_json::to_writer(&mut line, self) {
             // Plain structs of strings and numbers: this cannot fail, and
             // an empty record followed by an ack would lose a message.
-            Err(e) => crate::runtime::fatal(&format!("cannot encode a journal record: {e}")),
-        };
+            crate::runtime::fatal(&format!("cannot encode a journal record: {e}"));
+        }
         let payload_start = self
             .payload
             .map_or(line.len(), |p| line.len() - 1 - p.get().len());

@@ -22,6 +22,11 @@ pub enum Failure {
     /// 401/403: the key is refused. Terminal.
     Auth(ConnectError),
     Shutdown,
+    /// A frame over the size limit (see `Ended::FrameTooLarge`).
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
     /// Anything else: retried after a backoff.
     Other(String),
 }
@@ -49,8 +54,13 @@ pub async fn ws(
     startup: &mut Option<Vec<Runtime>>,
 ) -> Result<Established<ws::Reader, ws::Writer>, Failure> {
     let url = ws::url(&settings.server_url);
-    let (mut reader, mut writer) =
-        ws::connect(&url, &settings.api_key, settings.insecure, MAX_FRAME).await?;
+    let (mut reader, mut writer) = ws::connect(
+        &url,
+        &settings.api_key,
+        settings.insecure,
+        settings.max_frame_bytes(),
+    )
+    .await?;
     let host_id = ws_greeting(&mut reader, &mut writer, shared, settings, startup).await?;
     Ok(Established {
         reader,
@@ -58,10 +68,6 @@ pub async fn ws(
         host_id,
     })
 }
-
-/// Largest frame accepted from the backend. The original accepted 1 MiB
-/// messages; tool results can be larger.
-const MAX_FRAME: usize = 64 << 20;
 
 /// `hello` in, `ready` and `resume` out, on an open socket.
 pub async fn ws_greeting<S: AsyncRead + AsyncWrite + Unpin>(
@@ -94,6 +100,9 @@ async fn hello<R: FrameReader>(reader: &mut R, shared: &Arc<Shared>) -> Result<S
     };
     let text = match first {
         Err(_) => return Err(Failure::Other(format!("no hello within {limit:?}"))),
+        Ok(Event::TooLarge { size, max }) => {
+            return Err(Failure::TooLarge { size, max });
+        }
         Ok(Event::Closed(reason)) => {
             return Err(Failure::Other(format!(
                 "server closed before hello: {reason}"
@@ -160,4 +169,11 @@ async fn ready(
         .map(|p| p.display().to_string())
         .or_else(|| shared.with_ledger(|l| l.workspace_root().map(String::from)));
     Ready::new(runtimes, workspace_root)
+}
+
+/// Why a connection ended on an oversized frame, and what to do.
+pub fn too_large(size: usize, max: usize) -> String {
+    format!(
+        "the backend sent a frame of {size} bytes, over the limit of {max} bytes; it can be neither acknowledged nor skipped, so the backend will send it again: raise max_frame_mib in the server's section of the config file"
+    )
 }

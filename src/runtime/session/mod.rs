@@ -44,6 +44,12 @@ pub enum Ended {
         reason: String,
     },
     HostRemoved(String),
+    /// The backend sent a frame over `max_frame_mib`. It will send it again,
+    /// so the backoff is not reset: no tight reconnect loop.
+    FrameTooLarge {
+        size: usize,
+        max: usize,
+    },
 }
 
 /// Keep the daemon connected until shutdown or a terminal error.
@@ -57,6 +63,9 @@ pub async fn run(
     let mut startup = Some(runtimes);
     let mut backoff = Backoff::new(shared.timing.backoff_base, shared.timing.backoff_max);
     let mut settings_rx = shared.watch_settings();
+    // The oversized frame last reported: the same one, sent again after
+    // each reconnect, is logged once.
+    let mut reported_oversize = None;
     loop {
         let settings = settings_rx.borrow_and_update().clone();
         shared.with_live(|l| l.connection = Connection::Connecting);
@@ -77,13 +86,14 @@ pub async fn run(
                 return Err(Fatal::Auth(e));
             }
             Err(Failure::Shutdown) => return Ok(()),
+            Err(Failure::TooLarge { size, max }) => Ended::FrameTooLarge { size, max },
             Err(Failure::Other(reason)) => Ended::Lost {
                 handshake: false,
                 reason,
             },
             Ok(link) => pump::run(link, &shared, &scheduler, &mut settings_rx, &settings).await,
         };
-        let reason = match ended {
+        let (reason, brief) = match ended {
             Ended::Shutdown => return Ok(()),
             Ended::HostRemoved(reason) => return Err(Fatal::HostRemoved(reason)),
             Ended::Reconfigured => {
@@ -94,12 +104,19 @@ pub async fn run(
                 if handshake {
                     backoff.reset();
                 }
-                reason
+                (reason.clone(), reason)
+            }
+            Ended::FrameTooLarge { size, max } => {
+                let reason = handshake::too_large(size, max);
+                if reported_oversize.replace((size, max)) != Some((size, max)) {
+                    tracing::error!("{reason}");
+                }
+                (reason, format!("an oversized frame ({size} bytes) again"))
             }
         };
         let delay = backoff.next_delay();
         tracing::warn!(
-            "connection to {}: {reason}; reconnecting in {:.1} s",
+            "connection to {}: {brief}; reconnecting in {:.1} s",
             settings.server_url,
             delay.as_secs_f64()
         );
@@ -117,7 +134,10 @@ pub async fn run(
 
 /// Whether a connection made with `old` must be made again with `new`.
 pub fn needs_reconnect(old: &Settings, new: &Settings) -> bool {
-    old.server_url != new.server_url || old.api_key != new.api_key || old.insecure != new.insecure
+    old.server_url != new.server_url
+        || old.api_key != new.api_key
+        || old.insecure != new.insecure
+        || old.max_frame_mib != new.max_frame_mib
 }
 
 /// Resolves once the settings have changed in a way that needs a new

@@ -108,6 +108,7 @@ async fn on_events<R: FrameReader, W: FrameWriter>(
     let ended = loop {
         let text = match event {
             Event::Closed(reason) => break Some(lost(reason)),
+            Event::TooLarge { size, max } => break Some(Ended::FrameTooLarge { size, max }),
             Event::Frame(text) => text,
         };
         match dispatch(text.as_str(), shared, &mut batch) {

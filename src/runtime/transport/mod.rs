@@ -33,6 +33,13 @@ pub enum Event {
     Frame(FrameText),
     /// The connection ended, and why.
     Closed(String),
+    /// The backend sent a frame over the size limit; the transport cannot
+    /// go on (over WebSocket the library refuses it from its header, so its
+    /// seq is unknown: it can be neither acknowledged nor skipped).
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
 }
 
 /// The receiving half of a connection.

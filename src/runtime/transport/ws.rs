@@ -153,6 +153,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader for Reader<S> {
 fn convert(msg: Option<Result<Message, tungstenite::Error>>) -> Option<Event> {
     Some(match msg {
         None => Event::Closed("the server closed the connection".into()),
+        Some(Err(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong { size, max_size },
+        ))) => Event::TooLarge {
+            size,
+            max: max_size,
+        },
         Some(Err(e)) => Event::Closed(e.to_string()),
         Some(Ok(Message::Text(t))) => Event::Frame(FrameText::Ws(t)),
         Some(Ok(Message::Close(frame))) => Event::Closed(format!(

@@ -62,7 +62,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         .with_ledger(|l| l.load_payload(&wake))
         .map_err(|e| e.to_string())
         .and_then(|text| DeliverPayload::parse(&text));
-    let payload = match payload {
+    let mut payload = match payload {
         Ok(p) => p,
         Err(e) => {
             // Written by us and synced before the ack: unreadable means the
@@ -74,6 +74,10 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             return finish(shared, &wake, WakeStatus::Crashed, -1);
         }
     };
+    // The body is the bulk of a large message: it moves into the prompt,
+    // and nothing else holds a copy of it (the payload is cloned below).
+    let prompt = prompt::wake_prompt(&payload);
+    payload.body = String::new();
     let session = payload.session_id.clone();
     if failpoint::is("wake_panic", &wake.message_id.key()) {
         panic!("failpoint wake_panic for message {}", wake.message_id);
@@ -141,7 +145,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
             payload.append_system_prompt.as_deref(),
         ),
         cwd,
-        stdin_text: format!("{}\n", prompt::wake_prompt(&payload)),
+        stdin_text: prompt,
     });
 
     let mut attempt = match &prepared {
@@ -277,7 +281,7 @@ struct Prepared {
     system_prompt: String,
     /// Where claude runs.
     cwd: PathBuf,
-    /// The wake prompt, written to claude's stdin.
+    /// The wake prompt, written to claude's stdin (then a newline).
     stdin_text: String,
 }
 
@@ -350,7 +354,7 @@ async fn run_attempt(
     // The prompt goes on stdin, which is then closed: an open silent pipe
     // stalls claude.
     if let Some(mut stdin) = child.stdin.take()
-        && let Err(e) = stdin.write_all(prepared.stdin_text.as_bytes()).await
+        && let Err(e) = write_prompt(&mut stdin, &prepared.stdin_text).await
     {
         tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
     }
@@ -419,6 +423,11 @@ async fn run_attempt(
     result.stderr_tail = stderr_task.await.unwrap_or_default();
     result.transcript = transcript;
     result
+}
+
+async fn write_prompt(stdin: &mut tokio::process::ChildStdin, prompt: &str) -> std::io::Result<()> {
+    stdin.write_all(prompt.as_bytes()).await?;
+    stdin.write_all(b"\n").await
 }
 
 /// Feed claude's stdout to the transcript, one line at a time, with a cap
