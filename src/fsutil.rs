@@ -124,6 +124,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// `value` as 2-space JSON, for a file we write. Our own plain types
+/// always encode; if one ever did not, writing an empty file instead (an
+/// empty inventory, identity or MCP config) would be acted on as if it were
+/// the truth, so this stops loudly instead.
+pub fn json_pretty<T: serde::Serialize + ?Sized>(what: &str, value: &T) -> String {
+    serde_json::to_string_pretty(value)
+        .unwrap_or_else(|e| panic!("cannot encode {what} as JSON (a bug): {e}"))
+}
+
 /// Expand a leading `~` or `~/` against `home`. Other paths are returned as is.
 pub fn expand_tilde(raw: &str, home: &Path) -> PathBuf {
     if raw == "~" {

@@ -96,7 +96,7 @@ pub fn schema_json() -> String {
         ordered.append(map);
         value = serde_json::Value::Object(ordered);
     }
-    let mut out = serde_json::to_string_pretty(&value).unwrap_or_default();
+    let mut out = crate::fsutil::json_pretty("the JSON schema", &value);
     out.push('\n');
     out
 }

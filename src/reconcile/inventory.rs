@@ -178,7 +178,7 @@ impl Inventory {
     }
 
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut s = crate::fsutil::json_pretty("inventory.json", self);
         s.push('\n');
         s
     }

@@ -182,13 +182,11 @@ pub(crate) fn observe_paths(wanted: Vec<(PathBuf, bool)>) -> PathMap<Seen> {
             })
             .collect();
         for h in handles {
-            // A panic in a worker would be a bug; fall back to "missing".
-            paths.extend(
-                h.join()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(p, seen)| (p.into_os_string(), seen)),
-            );
+            // A panicked worker is a bug. Its paths must not read as
+            // "missing" (apply would then overwrite files that exist):
+            // pass the panic on.
+            let seen = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            paths.extend(seen.into_iter().map(|(p, seen)| (p.into_os_string(), seen)));
         }
     });
     paths

@@ -78,12 +78,14 @@ pub async fn run(
 
     let watcher = tokio::spawn(super::reload::watch(shared.clone(), scheduler.clone()));
     let syncer = tokio::spawn(super::delivery::syncer::run(shared.clone()));
+    let assigns = tokio::spawn(super::assign_queue::run(shared.clone()));
     let result = session::run(shared.clone(), scheduler.clone(), runtimes).await;
     shared.cancel.cancel();
     scheduler.wait().await;
     let _ = ipc_task.await;
     let _ = watcher.await;
     let _ = syncer.await;
+    let _ = assigns.await;
     shared.with_ledger(|l| {
         l.sync();
         l.compact()

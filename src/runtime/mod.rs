@@ -2,6 +2,7 @@
 //! transports), durable delivery, claude wakes.
 
 pub mod agents;
+pub mod assign_queue;
 pub mod daemon;
 pub mod delivery;
 pub mod detect;

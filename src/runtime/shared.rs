@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::assign_queue::AssignQueue;
 use super::delivery::ledger::Ledger;
 use super::delivery::outbox::Outbox;
 use super::settings::Settings;
@@ -32,6 +33,8 @@ pub struct Shared {
     /// Wakes the journal syncer (`delivery::syncer`); a permit is stored
     /// when it is busy, so no request is lost.
     pub sync_wanted: Notify,
+    /// `assign` frames waiting to be applied (`assign_queue`).
+    pub assigns: AssignQueue,
     live: Mutex<Live>,
 }
 
@@ -123,6 +126,7 @@ impl Shared {
             ledger: Mutex::new(ledger),
             cancel: CancellationToken::new(),
             sync_wanted: Notify::new(),
+            assigns: AssignQueue::default(),
             live: Mutex::new(live),
         })
     }

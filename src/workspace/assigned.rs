@@ -29,7 +29,7 @@ pub fn record(path: &Path, id: &AgentId, assigned: bool) {
         set.remove(id.as_str())
     };
     if changed {
-        let mut text = serde_json::to_string_pretty(&set).unwrap_or_default();
+        let mut text = fsutil::json_pretty("assigned-agents.json", &set);
         text.push('\n');
         if let Err(e) = fsutil::write_atomic(path, text.as_bytes(), 0o600) {
             tracing::warn!("cannot record assigned agents in {}: {e}", path.display());

@@ -55,7 +55,7 @@ impl Identity {
     }
 
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut s = crate::fsutil::json_pretty("identity.json", self);
         s.push('\n');
         s
     }

@@ -107,7 +107,7 @@ pub fn mcp_config_json(
             },
         },
     };
-    let mut s = serde_json::to_string_pretty(&config).unwrap_or_default();
+    let mut s = crate::fsutil::json_pretty("the MCP config", &config);
     s.push('\n');
     s
 }

@@ -222,13 +222,8 @@ fn dispatch(text: &str, shared: &Arc<Shared>, batch: &mut Batch) -> Reply {
             }
         }
         Inbound::ToolResult(r) => shared.tools.resolve(r),
-        Inbound::Assign(a) => {
-            if let Err(e) = agents::on_assign(shared, &shared.settings(), &a) {
-                tracing::warn!("assign {}: cannot prepare the workspace: {e}", a.agent_id);
-            } else {
-                tracing::info!("assign: agent {} bound to this host", a.agent_id);
-            }
-        }
+        // Applied off this task (its file writes must not delay acks).
+        Inbound::Assign(a) => shared.assigns.push(a),
         Inbound::Unassign { agent_id, reason } => {
             tracing::info!(
                 "unassign: agent {agent_id:?} unbound ({reason:?}); its workspace is kept"

@@ -83,6 +83,11 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         panic!("failpoint wake_panic for message {}", wake.message_id);
     }
 
+    // The agent's assign, if one came before this message, is in place.
+    tokio::select! {
+        () = shared.assigns.settled() => {}
+        () = shared.cancel.cancelled() => return WakeEnd::Interrupted,
+    }
     // Workspace checks and small file writes: off the async workers, so
     // they never delay the acks of other messages.
     let prep = {
@@ -521,8 +526,8 @@ fn read_last_spawn(layout: &AgentLayout) -> Option<Value> {
 fn write_last_spawn(layout: &AgentLayout, update: impl FnOnce(&mut Value)) {
     let mut v = read_last_spawn(layout).unwrap_or_else(|| json!({}));
     update(&mut v);
-    let text = serde_json::to_vec_pretty(&v).unwrap_or_default();
-    if let Err(e) = fsutil::write_replace(&layout.last_spawn(), &text, 0o600) {
+    let text = fsutil::json_pretty("last-spawn.json", &v);
+    if let Err(e) = fsutil::write_replace(&layout.last_spawn(), text.as_bytes(), 0o600) {
         tracing::warn!("cannot write {}: {e}", layout.last_spawn().display());
     }
 }
