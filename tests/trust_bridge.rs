@@ -214,3 +214,60 @@ r = reply(2)
 p.stdin.close(); p.wait()
 print(json.dumps(r["result"]))
 "#;
+
+/// A tool call made while the backend is unreachable times out for its
+/// caller (SERVER_TIMEOUT) and is withdrawn: after the reconnect the
+/// backend never receives it, so it never performs an action claude was
+/// told failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_call_that_timed_out_offline_is_never_sent_later() {
+    let s = setup().await;
+    let Setup {
+        home,
+        backend,
+        claude,
+        _daemon,
+        mut conn,
+    } = s;
+    claude.script(1, Behaviour::ok("sid-o", "done").wait_release());
+    conn.send(deliver(1, "agent_s", "m1", "hello")).await;
+    claude.wait_for_calls(1, T).await;
+    let meta = home.path().join(".cloudagent/agents/agent_s/.meta");
+    let token = std::fs::read_to_string(meta.join("claude-token.txt")).unwrap();
+    // The backend goes quiet: the next connection gets no hello, so the
+    // daemon stays in its handshake and its outbox is not flushed.
+    backend.set_send_hello(false);
+    conn.drop_abruptly();
+    let stalled = backend.next_connection(T).await;
+    let request = Request::ToolCall(ToolCallArgs {
+        agent_id: "agent_s".into(),
+        tool_name: "send_message".into(),
+        tool_args: json!({"target": "user", "body": "too late"}),
+        session_id: None,
+        token: Some(token),
+    });
+    let socket = home.path().join(".cloudagent/daemon/bridge.sock");
+    refused(ipc::call(&socket, &request, T).await, "SERVER_TIMEOUT");
+    // Back: hello again, and the stalled connection dropped.
+    backend.set_send_hello(true);
+    stalled.drop_abruptly();
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    claude.release(1);
+    backend
+        .wait_for_frame(T, |f| {
+            frame_type(f) == "agent_status" && f["payload"]["status"] != "running"
+        })
+        .await;
+    let calls: Vec<_> = backend
+        .all_frames()
+        .into_iter()
+        .filter(|(_, f)| frame_type(f) == "tool_call")
+        .filter(|(_, f)| f["payload"]["args"]["body"] == "too late")
+        .collect();
+    // (The daemon's own fallback reply at the wake's end is another call.)
+    assert!(
+        calls.is_empty(),
+        "the withdrawn call reached the backend: {calls:?}"
+    );
+}
