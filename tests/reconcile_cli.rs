@@ -644,3 +644,60 @@ fn config_env_var_and_flag_pick_the_file() {
         .unwrap();
     assert!(stderr(&out).contains("/nonexistent/x.toml"));
 }
+
+/// Agents the server assigned that the file does not declare are shown in
+/// their own section with the TOML that adopts them, in text and JSON, and
+/// adopting the snippet makes the section go away.
+#[test]
+fn plan_lists_the_servers_agents_with_the_toml_to_adopt_them() {
+    let home = TestHome::new();
+    home.write_config(ONE_AGENT);
+    let out = home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = home.path().join(".cloudagent/daemon");
+    fs::write(
+        daemon.join("assigned-agents.json"),
+        r#"["agent_a", "agent_srv"]"#,
+    )
+    .unwrap();
+    let meta = home.path().join(".cloudagent/agents/agent_srv/.meta");
+    fs::create_dir_all(&meta).unwrap();
+    fs::write(
+        meta.join("identity.json"),
+        r#"{"agent_id":"agent_srv","agent_name":"Boss \"B\"","is_chief":true,"role":"chief","workspace_slug":"default","reports_to":"self"}"#,
+    )
+    .unwrap();
+
+    let out = home.cmd().arg("plan").output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("# managed by the server, not declared\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#   default/agent_srv (\"Boss \\\"B\\\"\"), chief"),
+        "{text}"
+    );
+    assert!(text.contains("#     [profiles.default.agents.agent_srv]\n#     name = 'Boss \"B\"'\n#     chief = true\n"), "{text}");
+    assert!(
+        !text.contains("default/agent_a "),
+        "a declared agent is not listed: {text}"
+    );
+    assert!(text.contains("No changes."), "{text}");
+
+    let out = home.cmd().args(["plan", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agents = v["server_agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["agent_id"], "agent_srv");
+    assert_eq!(agents[0]["chief"], true);
+    let adopt = agents[0]["adopt"].as_str().unwrap().to_string();
+
+    home.write_config(&format!("{ONE_AGENT}\n{adopt}"));
+    let out = home.cmd().arg("plan").output().unwrap();
+    assert!(
+        !stdout(&out).contains("managed by the server"),
+        "{}",
+        stdout(&out)
+    );
+}

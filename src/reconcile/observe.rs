@@ -36,6 +36,35 @@ pub struct ObservedProfile {
     pub rejected: Vec<String>,
     /// Agents the server assigned (recorded by the running daemon).
     pub assigned: BTreeSet<String>,
+    /// Their identities, where readable (for `plan`'s adoption snippets).
+    pub assigned_identities: BTreeMap<String, crate::workspace::Identity>,
+}
+
+/// The identity files of `agents` that parse (the daemon wrote them from
+/// the server's `assign`). Bounded: an identity is a few hundred bytes.
+fn read_identities(
+    paths: &ProfilePaths,
+    agents: &BTreeSet<String>,
+) -> BTreeMap<String, crate::workspace::Identity> {
+    use std::io::Read;
+    agents
+        .iter()
+        .filter_map(|id| {
+            let file = paths
+                .agents_root
+                .join(id)
+                .join(".meta")
+                .join("identity.json");
+            let mut text = Vec::new();
+            std::fs::File::open(file)
+                .ok()?
+                .take(64 * 1024)
+                .read_to_end(&mut text)
+                .ok()?;
+            let identity = serde_json::from_slice(&text).ok()?;
+            Some((id.clone(), identity))
+        })
+        .collect()
 }
 
 impl Observed {
@@ -64,11 +93,13 @@ pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
                 _ => Vec::new(),
             };
             let assigned = crate::workspace::assigned::read(&paths.assigned_agents_file());
+            let assigned_identities = read_identities(&paths, &assigned);
             ObservedProfile {
                 paths,
                 inventory,
                 rejected,
                 assigned,
+                assigned_identities,
             }
         });
     }

@@ -129,8 +129,67 @@ pub struct Plan {
     /// ignored as not ours).
     pub warnings: Vec<Message>,
     pub errors: Vec<Message>,
+    /// Agents the server assigned to this host that the file does not
+    /// declare: shown, never changed (they are the server's).
+    pub server_agents: Vec<ServerAgent>,
     #[serde(skip)]
     pub inventories: BTreeMap<ProfileName, InventoryPlan>,
+}
+
+/// An agent the server manages on this machine, with the TOML that would
+/// adopt it into the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerAgent {
+    pub profile: String,
+    pub agent_id: String,
+    pub name: Option<String>,
+    pub chief: bool,
+    pub adopt: String,
+}
+
+/// The server's agents of `profile` that `declared` lacks.
+fn server_agents(
+    profile: &ProfileName,
+    observed: &super::observe::ObservedProfile,
+    declared: &BTreeMap<String, super::target::AgentTarget>,
+) -> Vec<ServerAgent> {
+    observed
+        .assigned
+        .iter()
+        .filter(|id| !declared.contains_key(*id))
+        .map(|id| {
+            let identity = observed.assigned_identities.get(id);
+            let name = identity.map(|i| i.agent_name.clone());
+            let chief = identity.is_some_and(|i| i.is_chief);
+            ServerAgent {
+                profile: profile.to_string(),
+                agent_id: id.clone(),
+                adopt: adopt_snippet(profile, id, name.as_deref(), chief),
+                name,
+                chief,
+            }
+        })
+        .collect()
+}
+
+fn adopt_snippet(profile: &ProfileName, id: &str, name: Option<&str>, chief: bool) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let key = if id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        id.to_string()
+    } else {
+        quote(id)
+    };
+    let mut out = format!("[profiles.{profile}.agents.{key}]\n");
+    if let Some(n) = name {
+        out.push_str(&format!("name = {}\n", quote(n)));
+    }
+    if chief {
+        out.push_str("chief = true\n");
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -186,6 +245,10 @@ pub fn plan(target: &Target, observed: &Observed) -> Plan {
                 continue;
             }
         };
+        if let Some(pt) = target.profiles.get(name) {
+            plan.server_agents
+                .extend(server_agents(name, op, &pt.agents));
+        }
         match target.profiles.get(name) {
             Some(pt) => {
                 let mut base = Inventory::new(&target.config);

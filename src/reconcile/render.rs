@@ -45,6 +45,7 @@ pub fn text(plan: &Plan, warnings: &[Problem], home: &Path) -> String {
     if !plan.errors.is_empty() {
         out.push('\n');
     }
+    server_agents_text(&mut out, plan);
     if !plan.has_changes() {
         out.push_str("No changes.");
         if plan.errors.is_empty() {
@@ -63,6 +64,32 @@ pub fn text(plan: &Plan, warnings: &[Problem], home: &Path) -> String {
     }
     let _ = writeln!(out, "{}", summary_line(plan.summary()));
     out
+}
+
+/// The server's agents the file does not declare, each with the TOML that
+/// adopts it (a comment block: plan changes nothing about them).
+fn server_agents_text(out: &mut String, plan: &Plan) {
+    if plan.server_agents.is_empty() {
+        return;
+    }
+    out.push_str("# managed by the server, not declared\n");
+    for a in &plan.server_agents {
+        let _ = writeln!(
+            out,
+            "#   {}/{}{}{} — to adopt it, add to the config file:",
+            a.profile,
+            a.agent_id,
+            a.name
+                .as_deref()
+                .map(|n| format!(" ({n:?})"))
+                .unwrap_or_default(),
+            if a.chief { ", chief" } else { "" },
+        );
+        for line in a.adopt.lines() {
+            let _ = writeln!(out, "#     {line}");
+        }
+    }
+    out.push('\n');
 }
 
 pub fn summary_line(s: Summary) -> String {
@@ -151,6 +178,7 @@ struct JsonPlan<'a> {
     notes: &'a [super::plan::Message],
     errors: &'a [super::plan::Message],
     warnings: Vec<String>,
+    server_agents: &'a [super::plan::ServerAgent],
     summary: Summary,
 }
 
@@ -169,6 +197,7 @@ pub fn json(plan: &Plan, warnings: &[Problem]) -> String {
                     .map(|w| format!("{}: {}", w.resource, w.message)),
             )
             .collect(),
+        server_agents: &plan.server_agents,
         summary: plan.summary(),
     };
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();

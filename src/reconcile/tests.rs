@@ -113,6 +113,7 @@ fn empty(t: &Target) -> Observed {
                         inventory: Ok(None),
                         rejected: Vec::new(),
                         assigned: Default::default(),
+                        assigned_identities: Default::default(),
                     },
                 )
             })
