@@ -202,3 +202,52 @@ async fn no_key_variable_ever_used_reaches_claude_after_a_rename() {
     );
     assert!(env.contains_key("PATH"));
 }
+
+/// The key file is watched like the config file: a rotated key (rewritten
+/// in place, or renamed over) reconnects with it; a removed key file is an
+/// error in `status` while the key read before keeps the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_file_reconnects_and_a_removed_one_keeps_the_old_key() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    home.write_config(&DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home));
+    let key = home.path().join(".config/cloudagent/test.key");
+    let _d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    assert_eq!(
+        conn.upgrade.authorization.as_deref(),
+        Some("Bearer sk_machine_testkey")
+    );
+
+    write_atomically(&key, "sk_machine_rotated\n");
+    let mut conn2 = backend.next_connection(T).await;
+    conn2.recv_type("resume", T).await;
+    assert_eq!(
+        conn2.upgrade.authorization.as_deref(),
+        Some("Bearer sk_machine_rotated")
+    );
+    assert!(
+        conn.closed(T).await,
+        "the connection with the old key is closed"
+    );
+
+    std::fs::remove_file(&key).unwrap();
+    wait_until("the key file error in status", || {
+        status(&home)["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("api_key_file") && e.contains("keeps the connection"))
+    })
+    .await;
+    let st = status(&home);
+    assert_eq!(st["connection"]["state"], "connected", "{st}");
+    assert!(!st.to_string().contains("sk_machine_"), "{st}");
+    // Put back as it was: the error goes, no reconnect.
+    write_atomically(&key, "sk_machine_rotated\n");
+    wait_until("the error cleared", || {
+        status(&home)["config_error"].is_null()
+    })
+    .await;
+    assert_eq!(backend.upgrades().len(), 2);
+}

@@ -6,7 +6,9 @@
 //! reconnects. An invalid file is reported (log and `status`) and the last
 //! good configuration stays in force.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +18,12 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use super::settings::{Settings, file_digest};
 use super::shared::Shared;
 use super::wake::scheduler::Scheduler;
-use crate::config;
+use crate::config::{self, SecretRef};
 use crate::reconcile::{self, Context, lock};
 use crate::service::Platform;
 
-/// Watch the config file and SIGHUP until shutdown.
+/// Watch the config file (and the key file it names) and SIGHUP until
+/// shutdown.
 pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
@@ -31,8 +34,9 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
     };
     let path = shared.settings().config_file.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watched = watched_files(&shared.settings());
     // Kept alive for the loop below; dropping it stops the watch.
-    let _debouncer = path.as_deref().and_then(|p| start_watcher(p, tx.clone()));
+    let mut _debouncer = start_watcher(&watched, tx.clone());
     // A change between loading the settings and watching saw no event:
     // compare with what they were loaded from, once, now that we watch.
     let mut last = shared.settings().config_digest;
@@ -44,7 +48,7 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
                 // Editors produce several events per save; reload only when
                 // the content really changed.
                 let now = path.as_deref().and_then(file_digest);
-                if now == last {
+                if now == last && !key_rotated(&shared) {
                     continue;
                 }
                 last = now;
@@ -58,25 +62,84 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
             Some(p) => reload(&shared, &scheduler, p).await,
             None => tracing::info!("started without a config file: nothing to reload"),
         }
+        // The file may now name another key file.
+        let now = watched_files(&shared.settings());
+        if now != watched {
+            _debouncer = start_watcher(&now, tx.clone());
+            watched = now;
+        }
     }
 }
 
-fn start_watcher(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<impl Drop> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())?
-        .to_path_buf();
-    let watched = dir.clone();
-    let name = path.file_name()?.to_os_string();
+/// The config file and the key file it names.
+fn watched_files(s: &Settings) -> Vec<PathBuf> {
+    s.config_file
+        .iter()
+        .chain(&s.api_key_file)
+        .cloned()
+        .collect()
+}
+
+/// Whether the key file now holds another key (rewritten, renamed over,
+/// symlink swapped). A key file that cannot be read is an error shown by
+/// `status`, and the key in use keeps the connection.
+fn key_rotated(shared: &Shared) -> bool {
+    let s = shared.settings();
+    let Some(file) = &s.api_key_file else {
+        return false;
+    };
+    // Not the path: a key pasted into api_key_file would be echoed.
+    let prefix = "api_key_file: ".to_string();
+    match SecretRef::File(file.clone()).resolve() {
+        Ok(key) if key != s.api_key => true,
+        Ok(_) => {
+            // Back as it was: the earlier read error no longer holds.
+            shared.with_live(|l| {
+                if l.config_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(&prefix))
+                {
+                    l.config_error = None;
+                }
+            });
+            false
+        }
+        Err(e) => {
+            let text = format!("{prefix}{e}; the key read before keeps the connection");
+            let new = shared.with_live(|l| {
+                let new = l.config_error.as_deref() != Some(text.as_str());
+                l.config_error = Some(text.clone());
+                new
+            });
+            if new {
+                tracing::error!("{text}");
+            }
+            false
+        }
+    }
+}
+
+fn start_watcher(
+    files: &[PathBuf],
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<impl Drop + use<>> {
+    let dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().filter(|d| !d.as_os_str().is_empty()))
+        .map(Path::to_path_buf)
+        .collect();
+    let names: BTreeSet<OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let watched_dirs = dirs.clone();
     let handler = move |result: DebounceEventResult| match result {
         Ok(events) => {
-            // Any event on the file's name (written, renamed over, symlink
-            // replaced) or on the directory itself.
-            if events
-                .iter()
-                .flat_map(|e| e.paths.iter())
-                .any(|p| p.file_name() == Some(name.as_os_str()) || p == &dir)
-            {
+            // Any event on one of the files' names (written, renamed over,
+            // symlink replaced) or on a directory itself.
+            if events.iter().flat_map(|e| e.paths.iter()).any(|p| {
+                p.file_name().is_some_and(|n| names.contains(n)) || watched_dirs.contains(p)
+            }) {
                 let _ = tx.send(());
             }
         }
@@ -89,21 +152,18 @@ fn start_watcher(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Opt
     let mut debouncer = match new_debouncer(Duration::from_millis(200), None, handler) {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(
-                "cannot watch {}: {e}; send SIGHUP to reload",
-                watched.display()
-            );
+            tracing::warn!("cannot watch the config file: {e}; send SIGHUP to reload");
             return None;
         }
     };
-    if let Err(e) = debouncer.watch(&watched, RecursiveMode::NonRecursive) {
-        tracing::warn!(
-            "cannot watch {}: {e}; send SIGHUP to reload",
-            watched.display()
-        );
-        return None;
+    for dir in &dirs {
+        if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!("cannot watch {}: {e}; send SIGHUP to reload", dir.display());
+        }
     }
-    tracing::info!("watching {} for changes", path.display());
+    for f in files {
+        tracing::info!("watching {} for changes", f.display());
+    }
     Some(debouncer)
 }
 

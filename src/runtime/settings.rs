@@ -31,6 +31,8 @@ pub struct Settings {
     pub api_key: Secret,
     /// The environment variable holding the key.
     pub api_key_env: Option<String>,
+    /// The file holding the key (watched: a rotated key reconnects).
+    pub api_key_file: Option<PathBuf>,
     /// Variables no child may see: every `api_key_env` this daemon has
     /// used, since a reload that renames it leaves the old variable (and
     /// the key) in the daemon's own environment.
@@ -123,6 +125,7 @@ impl Settings {
             insecure: false,
             api_key: Secret::new(""),
             api_key_env: None,
+            api_key_file: None,
             scrub_env: BTreeSet::new(),
             claude_binary: defaults.claude_binary,
             permission_mode: defaults.permission_mode,
@@ -169,6 +172,9 @@ impl Settings {
             .api_key
             .resolve()
             .map_err(|e| format!("profiles.{profile}: {e}"))?;
+        if let SecretRef::File(file) = &p.api_key {
+            s.api_key_file = Some(file.clone());
+        }
         if let SecretRef::Env(var) = &p.api_key {
             s.api_key_env = Some(var.clone());
             s.scrub_env.insert(var.clone());
