@@ -251,3 +251,59 @@ async fn a_rotated_key_file_reconnects_and_a_removed_one_keeps_the_old_key() {
     .await;
     assert_eq!(backend.upgrades().len(), 2);
 }
+
+/// The profile removed from the file: the daemon does not exit (its unit
+/// would restart it in a loop) and does not fall back to the original's
+/// config.json; it disconnects, starts no wake, says why in `status`, and
+/// reconnects when the profile is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_removed_from_the_file_parks_the_daemon_until_it_is_back() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let claude = FakeClaude::install(&home.bin_dir());
+    let full = DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home);
+    let cfg_path = home.write_config(&full);
+    // The original's config.json is there too: it must not be used.
+    let legacy = home.path().join(".cloudagent/daemon/config.json");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::write(
+        &legacy,
+        r#"{"server_url":"http://127.0.0.1:9","machine_api_key":"sk_machine_legacy"}"#,
+    )
+    .unwrap();
+    let mut d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+
+    let other = full.replace("[profiles.default", "[profiles.other");
+    write_atomically(&cfg_path, &other);
+    assert!(conn.closed(T).await, "the connection is closed");
+    wait_until("status says parked", || {
+        status(&home)["connection"]["state"] == "parked"
+    })
+    .await;
+    let st = status(&home);
+    let why = st["connection"]["why"].as_str().unwrap();
+    assert!(
+        why.contains("gone from") && why.contains("cloudagent.toml"),
+        "{why}"
+    );
+    assert!(
+        d.wait_exit(Duration::from_millis(300)).is_none(),
+        "still running"
+    );
+    assert_eq!(backend.upgrades().len(), 1, "no reconnect while parked");
+
+    write_atomically(&cfg_path, &full);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    conn.send(deliver(1, "agent_a", "m1", "back")).await;
+    claude.wait_for_calls(1, T).await;
+    assert!(
+        backend
+            .upgrades()
+            .iter()
+            .all(|u| u.authorization.as_deref() == Some("Bearer sk_machine_testkey")),
+        "config.json's key was never used"
+    );
+}

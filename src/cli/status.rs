@@ -175,6 +175,7 @@ fn render(r: &StatusReport) -> String {
     let conn = match &r.connection {
         Connection::Connected { since } => format!("connected since {since}"),
         Connection::Disconnected { since } => format!("disconnected since {since}"),
+        Connection::Parked { why } => format!("parked: {why}"),
         other => other.label().to_string(),
     };
     out.push_str(&format!("  connection: {conn}\n"));

@@ -167,6 +167,35 @@ fn start_watcher(
     Some(debouncer)
 }
 
+const GONE: &str = "this daemon's profile is gone from ";
+
+/// The daemon's profile is not in the config file (any more).
+struct Gone(PathBuf);
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{GONE}{}: the daemon takes no work and stays disconnected until the profile is back (`apply` removes its service unit, which stops it)",
+            self.0.display()
+        )
+    }
+}
+
+/// Park the daemon: keep everything as it is, but disconnected and taking
+/// no new wake, until a reload finds the profile again. Never falls back to
+/// the original's config.json while a config file exists.
+fn park(shared: &Arc<Shared>, old: &Settings, why: String, digest: Option<u64>) {
+    if old.parked.as_deref() != Some(why.as_str()) {
+        tracing::warn!("{why}");
+    }
+    let mut parked = old.clone();
+    parked.parked = Some(why);
+    parked.config_digest = digest;
+    shared.replace_settings(parked);
+    shared.with_live(|l| l.config_error = None);
+}
+
 /// Load, validate and apply the config file; on any problem keep the
 /// running configuration and say why.
 pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Path) {
@@ -176,6 +205,9 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
     let loaded = config::load(path, &home)
         .map_err(|e| e.to_string())
         .and_then(|desired| {
+            if desired.profile(&old.profile).is_none() {
+                return Err(Gone(desired.source.clone()).to_string());
+            }
             let mut s =
                 Settings::from_desired(&desired, &old.profile, home.clone(), old.exe.clone())?;
             s.apply_env_overrides()?;
@@ -189,6 +221,7 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         });
     let (desired, new) = match loaded {
         Ok(x) => x,
+        Err(e) if e.starts_with(GONE) => return park(shared, &old, e, digest),
         Err(e) => {
             // Shown in the log and by `status`: never with a key in it.
             let e = crate::redact::secrets(&e).into_owned();

@@ -33,6 +33,10 @@ pub struct Settings {
     pub api_key_env: Option<String>,
     /// The file holding the key (watched: a rotated key reconnects).
     pub api_key_file: Option<PathBuf>,
+    /// Set when the profile was removed from the config file: the daemon
+    /// takes no work and stays disconnected until it comes back (its unit
+    /// restarts it whatever its exit status, so exiting would loop).
+    pub parked: Option<String>,
     /// Variables no child may see: every `api_key_env` this daemon has
     /// used, since a reload that renames it leaves the old variable (and
     /// the key) in the daemon's own environment.
@@ -126,6 +130,7 @@ impl Settings {
             api_key: Secret::new(""),
             api_key_env: None,
             api_key_file: None,
+            parked: None,
             scrub_env: BTreeSet::new(),
             claude_binary: defaults.claude_binary,
             permission_mode: defaults.permission_mode,

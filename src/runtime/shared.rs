@@ -70,6 +70,11 @@ pub enum Connection {
     },
     /// The key was refused: the daemon stops.
     AuthFailed,
+    /// The profile is gone from the config file: no connection, no work,
+    /// until it comes back.
+    Parked {
+        why: String,
+    },
 }
 
 impl Connection {
@@ -79,6 +84,7 @@ impl Connection {
             Self::Connected { .. } => "connected",
             Self::Disconnected { .. } => "disconnected",
             Self::AuthFailed => "auth failed",
+            Self::Parked { .. } => "parked",
         }
     }
 }

@@ -68,6 +68,13 @@ pub async fn run(
     let mut reported_oversize = None;
     loop {
         let settings = settings_rx.borrow_and_update().clone();
+        if let Some(why) = &settings.parked {
+            shared.with_live(|l| l.connection = Connection::Parked { why: why.clone() });
+            tokio::select! {
+                () = reconnect_needed(&mut settings_rx, &settings) => continue,
+                () = shared.cancel.cancelled() => return Ok(()),
+            }
+        }
         shared.with_live(|l| l.connection = Connection::Connecting);
         let attempt = tokio::select! {
             r = handshake::ws(&shared, &settings, &mut startup) => r,
@@ -138,6 +145,7 @@ pub fn needs_reconnect(old: &Settings, new: &Settings) -> bool {
         || old.api_key != new.api_key
         || old.insecure != new.insecure
         || old.max_frame_mib != new.max_frame_mib
+        || old.parked != new.parked
 }
 
 /// Resolves once the settings have changed in a way that needs a new

@@ -124,6 +124,11 @@ impl Scheduler {
     async fn drain(self: Arc<Self>, agent: String) {
         while let Some(wake) = self.next(&agent) {
             self.update_queued();
+            // A parked daemon (its profile gone from the file) starts no
+            // wake until the profile is back; the message stays pending.
+            if !self.unparked().await {
+                break;
+            }
             let permit = tokio::select! {
                 p = self.permits.clone().acquire_owned() => p,
                 _ = self.shared.cancel.cancelled() => break,
@@ -148,6 +153,15 @@ impl Scheduler {
                 Err(e) if e.is_panic() => runner::panicked(&self.shared, &wake),
                 Err(_) => break,
             }
+        }
+    }
+
+    /// Wait while the daemon is parked; false on shutdown.
+    async fn unparked(&self) -> bool {
+        let mut rx = self.shared.watch_settings();
+        tokio::select! {
+            r = rx.wait_for(|s| s.parked.is_none()) => r.is_ok(),
+            () = self.shared.cancel.cancelled() => false,
         }
     }
 
