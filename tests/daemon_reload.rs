@@ -307,3 +307,44 @@ async fn a_profile_removed_from_the_file_parks_the_daemon_until_it_is_back() {
         "config.json's key was never used"
     );
 }
+
+/// Drift is repaired by the periodic resync, each repair logged as its plan
+/// line; a resync that fails is retried, its error shown by `status` until
+/// it succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_repaired_and_a_failing_resync_is_retried_and_shown() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    home.write_config(&DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home));
+    let timing = format!("{FAST_TIMING},resync_ms=300");
+    let d = Daemon::start(&home, &timing);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+    let agent = home.path().join(".cloudagent/agents/agent_a");
+    let identity = agent.join(".meta/identity.json");
+    assert!(identity.is_file());
+
+    std::fs::remove_file(&identity).unwrap();
+    std::fs::remove_dir_all(agent.join("notes")).unwrap();
+    wait_until("the identity restored", || {
+        identity.is_file() && agent.join("notes").is_dir()
+    })
+    .await;
+    wait_until("the repair logged", || d.output(&home).contains("resync: ")).await;
+
+    // Something in the way: a file where the notes directory belongs.
+    std::fs::remove_dir_all(agent.join("notes")).unwrap();
+    std::fs::write(agent.join("notes"), "not a directory").unwrap();
+    wait_until("the error in status", || {
+        status(&home)["reconcile_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("notes"))
+    })
+    .await;
+    std::fs::remove_file(agent.join("notes")).unwrap();
+    wait_until("repaired and the error cleared", || {
+        agent.join("notes").is_dir() && status(&home)["reconcile_error"].is_null()
+    })
+    .await;
+}

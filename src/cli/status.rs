@@ -224,6 +224,9 @@ fn render(r: &StatusReport) -> String {
             "  config error (the last good configuration stays in force): {e}\n"
         ));
     }
+    if let Some(e) = &r.reconcile_error {
+        out.push_str(&format!("  reconcile error (retried): {e}\n"));
+    }
     for text in r.refused.values() {
         out.push_str(&format!("  refused: {text}\n"));
     }

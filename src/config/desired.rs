@@ -33,6 +33,8 @@ pub struct DaemonSettings {
     pub max_concurrent_wakes: u32,
     pub wake_timeout: Duration,
     pub log_level: LogLevel,
+    /// None: the periodic resync is off.
+    pub resync: Option<Duration>,
 }
 
 impl Default for DaemonSettings {
@@ -43,6 +45,7 @@ impl Default for DaemonSettings {
             max_concurrent_wakes: default_concurrency(),
             wake_timeout: Duration::from_secs(90 * 60),
             log_level: LogLevel::Info,
+            resync: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -177,6 +180,14 @@ impl Validator<'_, '_> {
                 ),
             );
         }
+        if let Some(n) = d.resync_sec
+            && n > 86400
+        {
+            self.error(
+                &["daemon", "resync_sec"],
+                "must be between 0 (off) and 86400 seconds (a day)",
+            );
+        }
         let claude_binary = match &d.claude_binary {
             Some(b) if b.trim().is_empty() => {
                 self.error(
@@ -203,6 +214,11 @@ impl Validator<'_, '_> {
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.wake_timeout),
             log_level: d.log_level.unwrap_or(defaults.log_level),
+            resync: match d.resync_sec {
+                None => defaults.resync,
+                Some(0) => None,
+                Some(n) => Some(Duration::from_secs(n)),
+            },
         }
     }
 

@@ -52,6 +52,12 @@ pub struct RawDaemon {
     pub wake_timeout_sec: Option<u64>,
     /// Log verbosity of the daemon. Default: `info`.
     pub log_level: Option<LogLevel>,
+    /// Seconds between the running daemon's checks that its profile's
+    /// directories and agents still match the file (drift such as a deleted
+    /// workspace is repaired and logged). Default: 300, jittered ±10%;
+    /// 0 turns it off.
+    #[schemars(range(min = 0, max = 86400))]
+    pub resync_sec: Option<u64>,
 }
 
 /// claude's `--permission-mode`.

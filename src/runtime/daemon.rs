@@ -79,6 +79,7 @@ pub async fn run(
     let watcher = tokio::spawn(super::reload::watch(shared.clone(), scheduler.clone()));
     let syncer = tokio::spawn(super::delivery::syncer::run(shared.clone()));
     let assigns = tokio::spawn(super::assign_queue::run(shared.clone()));
+    let resync = tokio::spawn(super::resync::run(shared.clone()));
     let result = session::run(shared.clone(), scheduler.clone(), runtimes).await;
     shared.cancel.cancel();
     scheduler.wait().await;
@@ -86,6 +87,7 @@ pub async fn run(
     let _ = watcher.await;
     let _ = syncer.await;
     let _ = assigns.await;
+    let _ = resync.await;
     shared.with_ledger(|l| {
         l.sync();
         l.compact()

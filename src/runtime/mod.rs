@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod ipc;
 pub mod lock;
 pub mod reload;
+pub mod resync;
 pub mod running;
 pub mod session;
 pub mod settings;

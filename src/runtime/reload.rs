@@ -167,6 +167,55 @@ fn start_watcher(
     Some(debouncer)
 }
 
+/// The same plan/apply as `apply`, for this profile's local resources
+/// (never its service unit: that would restart the daemon mid-change).
+/// Each change is logged as its plan line; an error is returned, and shown
+/// by `status` until a later apply succeeds.
+pub async fn apply_local(
+    shared: &Arc<Shared>,
+    desired: config::Desired,
+    label: &'static str,
+) -> Result<(), String> {
+    let s = shared.settings();
+    let profile = s.profile.clone();
+    let ctx = Context {
+        home: s.home.clone(),
+        exe: s.exe.clone(),
+        platform: Platform::detect().unwrap_or(Platform::Systemd),
+    };
+    let applied = tokio::task::spawn_blocking(move || {
+        let waiting = |pid| {
+            let who = lock::holder_note(pid);
+            tracing::info!("{label}: waiting for another apply{who} to finish");
+        };
+        match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
+            Ok((plan, report)) => {
+                let errors: Vec<String> = plan
+                    .warnings
+                    .iter()
+                    .chain(&plan.errors)
+                    .map(|e| format!("{}: {}", e.resource, e.message))
+                    .chain(report.errors)
+                    .collect();
+                (report.done, errors)
+            }
+            Err(e) => (Vec::new(), vec![e]),
+        }
+    })
+    .await;
+    let (done, errors) = applied.map_err(|e| format!("applying local resources failed: {e}"))?;
+    for d in done {
+        tracing::info!("{label}: {d}");
+    }
+    let result = if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::redact::secrets(&errors.join("; ")).into_owned())
+    };
+    shared.with_live(|l| l.reconcile_error = result.clone().err());
+    result
+}
+
 const GONE: &str = "this daemon's profile is gone from ";
 
 /// The daemon's profile is not in the config file (any more).
@@ -234,42 +283,8 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         }
     };
     // The same plan/apply as `apply`, for this profile's local resources.
-    let profile = old.profile.clone();
-    let ctx = Context {
-        home: home.clone(),
-        exe: old.exe.clone(),
-        platform: Platform::detect().unwrap_or(Platform::Systemd),
-    };
-    let applied = tokio::task::spawn_blocking(move || {
-        let waiting = |pid| {
-            let who = lock::holder_note(pid);
-            tracing::info!("config reload: waiting for another apply{who} to finish");
-        };
-        match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
-            Ok((plan, report)) => {
-                let errors: Vec<String> = plan
-                    .warnings
-                    .iter()
-                    .chain(&plan.errors)
-                    .map(|e| format!("{}: {}", e.resource, e.message))
-                    .chain(report.errors)
-                    .collect();
-                (report.done, errors)
-            }
-            Err(e) => (Vec::new(), vec![e]),
-        }
-    })
-    .await;
-    match applied {
-        Ok((done, errors)) => {
-            for d in done {
-                tracing::info!("config reload: {d}");
-            }
-            for e in errors {
-                tracing::warn!("config reload: {e}");
-            }
-        }
-        Err(e) => tracing::warn!("config reload: applying local resources failed: {e}"),
+    if let Err(e) = apply_local(shared, desired, "config reload").await {
+        tracing::warn!("config reload: {e}");
     }
     let reconnect = super::session::needs_reconnect(&old, &new);
     scheduler.set_concurrency(new.max_concurrent_wakes);

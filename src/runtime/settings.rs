@@ -45,6 +45,8 @@ pub struct Settings {
     pub permission_mode: PermissionMode,
     pub max_concurrent_wakes: u32,
     pub wake_timeout: Duration,
+    /// Between checks for drift of the profile's local resources.
+    pub resync: Option<Duration>,
     pub workspace_root: Option<PathBuf>,
     /// Modes of the workspaces the daemon creates (the profile's
     /// `workspace_access`; private without a config file).
@@ -136,6 +138,7 @@ impl Settings {
             permission_mode: defaults.permission_mode,
             max_concurrent_wakes: defaults.max_concurrent_wakes,
             wake_timeout: defaults.wake_timeout,
+            resync: defaults.resync,
             workspace_root: None,
             workspace_access: WorkspaceAccess::default(),
             allowed_workdirs: None,
@@ -188,6 +191,7 @@ impl Settings {
         s.permission_mode = desired.daemon.permission_mode;
         s.max_concurrent_wakes = desired.daemon.max_concurrent_wakes;
         s.wake_timeout = desired.daemon.wake_timeout;
+        s.resync = desired.daemon.resync;
         s.workspace_root = p.workspace_root.clone();
         s.workspace_access = p.workspace_access;
         s.allowed_workdirs = p.allowed_workdirs.clone();

@@ -51,6 +51,8 @@ pub struct Live {
     /// Why the last change to the config file was not used, if it was not.
     pub config_error: Option<String>,
     pub config_loaded_at: Option<String>,
+    /// Why the last reconcile of local resources failed, until one works.
+    pub reconcile_error: Option<String>,
     /// Directories the backend asked agents to run in that were refused
     /// (SECURITY.md, "Working directories"), by agent.
     pub refusals: BTreeMap<AgentId, String>,
@@ -122,6 +124,7 @@ impl Shared {
             started_at: now_ts(),
             config_error: None,
             config_loaded_at: None,
+            reconcile_error: None,
             refusals: BTreeMap::new(),
         };
         Arc::new(Self {

@@ -35,6 +35,9 @@ pub struct StatusReport {
     pub outbox_dropped: u64,
     pub config_error: Option<String>,
     pub config_loaded_at: Option<String>,
+    /// Why the last reconcile of local resources failed (retried).
+    #[serde(default)]
+    pub reconcile_error: Option<String>,
     /// What the backend asked that was refused, by agent (SECURITY.md).
     #[serde(default)]
     pub refused: BTreeMap<String, String>,
@@ -75,6 +78,7 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         outbox_dropped: shared.outbox.dropped(),
         config_error: live.config_error,
         config_loaded_at: live.config_loaded_at,
+        reconcile_error: live.reconcile_error,
         refused: live
             .refusals
             .into_iter()

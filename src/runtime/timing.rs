@@ -22,6 +22,8 @@ pub struct Timing {
     pub tool_timeout: Duration,
     /// Same for the daemon's own fallback send_message.
     pub fallback_timeout: Duration,
+    /// Overrides the config file's `resync_sec` (tests).
+    pub resync: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -34,6 +36,7 @@ impl Default for Timing {
             kill_grace: Duration::from_secs(5),
             tool_timeout: Duration::from_secs(30),
             fallback_timeout: Duration::from_secs(15),
+            resync: None,
         }
     }
 }
@@ -64,6 +67,7 @@ impl Timing {
                 "kill_grace_ms" => t.kill_grace = d,
                 "tool_timeout_ms" => t.tool_timeout = d,
                 "fallback_timeout_ms" => t.fallback_timeout = d,
+                "resync_ms" => t.resync = Some(d),
                 other => return Err(format!("{TEST_TIMING_ENV}: unknown key {other:?}")),
             }
         }
