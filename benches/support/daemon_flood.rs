@@ -13,8 +13,9 @@ use super::backend::{self, Conn};
 use super::proc_mem;
 use super::{HANDSHAKE, PER_ITEM, SETTLE, Verdict, deadline, start_daemon};
 
-/// What one WebSocket message may weigh by default (the daemon's
-/// configurable frame limit).
+/// The largest deliver the daemon is to accept by default (its frame
+/// limit, configurable); what it actually does with one just under and one
+/// far over is measured, not assumed.
 const LIMIT: usize = 16 << 20;
 const BIG: usize = 3;
 const OVERSIZED: usize = 60_000_000;
