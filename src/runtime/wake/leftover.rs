@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use serde::{Deserialize, Serialize};
 
-use super::lifeline::valid_pid;
 use crate::fsutil;
 use crate::paths::AgentId;
 use crate::platform;
+use crate::runtime::lock::valid_pid;
 
 /// A record is a few hundred bytes; anything larger is not ours.
 const MAX_RECORD_BYTES: u64 = 4096;

@@ -11,6 +11,8 @@
 //! Supervisor → daemon: one line once claude is started, `started <pid>`,
 //! or `failed <reason>` when it could not be.
 
+use crate::runtime::lock::valid_pid;
+
 /// The daemon's last word before giving up on a wake: SIGKILL the group.
 pub const KILL: u8 = b'K';
 
@@ -51,14 +53,9 @@ impl Report {
     }
 }
 
-/// A pid that may be signalled: 2..=i32::MAX (0 and negative numbers mean
-/// groups or everyone to kill(2), 1 is init).
+/// A pid that may be signalled (see [`valid_pid`]).
 pub fn parse_pid(text: &str) -> Option<u32> {
     text.parse::<u32>().ok().filter(|p| valid_pid(*p))
-}
-
-pub fn valid_pid(pid: u32) -> bool {
-    (2..=i32::MAX as u32).contains(&pid)
 }
 
 #[cfg(test)]
