@@ -1,5 +1,5 @@
 //! `wake-supervisor` (hidden): the process the daemon puts between itself
-//! and claude for each wake (README.md, "Wakes"). Not for interactive use.
+//! and claude for each wake (README.md, "claude's processes"). Not for interactive use.
 
 use std::ffi::OsString;
 use std::time::Duration;

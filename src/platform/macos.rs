@@ -83,7 +83,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 /// macOS has no child subreaper: an orphan always goes to launchd. A wake's
 /// process that left claude's process group (`setsid`) and outlived its
 /// parent cannot be found from the supervisor; the lifeline and the group
-/// kill still apply (README.md, "Wakes").
+/// kill still apply (README.md, "claude's processes").
 pub fn become_subreaper() -> io::Result<bool> {
     Ok(false)
 }

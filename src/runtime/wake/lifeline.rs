@@ -3,7 +3,7 @@
 //! it), the other inherited by the supervisor alone. It ties a wake's
 //! processes to the daemon with plain POSIX, on Linux and macOS alike: when
 //! the daemon dies, however it dies, the kernel closes its end and the
-//! supervisor reads end-of-file (README.md, "Wakes").
+//! supervisor reads end-of-file (README.md, "claude's processes").
 //!
 //! Daemon → supervisor: nothing while all is well; [`KILL`] asks for
 //! claude's process group to be killed at once; end of file means the

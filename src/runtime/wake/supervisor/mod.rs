@@ -1,6 +1,6 @@
 //! `cloudagent-daemon wake-supervisor` (hidden): the small process between
 //! the daemon and claude that ties every process of a wake to the daemon
-//! (README.md, "Wakes").
+//! (README.md, "claude's processes").
 //!
 //! It starts claude in a new process group with the supervisor's own
 //! stdin, stdout and stderr (the daemon's pipes), reports claude's pid on
