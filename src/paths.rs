@@ -189,6 +189,11 @@ impl ProfilePaths {
     pub fn assigned_agents_file(&self) -> PathBuf {
         self.base.join("assigned-agents.json")
     }
+    /// Records of running wakes, for cleaning up after a daemon that was
+    /// killed with its wakes' supervisors.
+    pub fn wakes_dir(&self) -> PathBuf {
+        self.base.join("wakes")
+    }
     pub fn agent_dir(&self, id: &AgentId) -> PathBuf {
         self.agents_root.join(id.as_str())
     }

@@ -690,3 +690,52 @@ async fn claude_close_stdout_and_drop_kills_leftovers() {
     assert_eq!(wait_child(&mut child, T).signal(), Some(9));
     assert!(!call.is_alive());
 }
+
+#[tokio::test]
+async fn claude_leaves_processes_behind_in_its_group_and_in_a_new_session() {
+    use fake_claude::LeftBehind;
+    let tmp = tempdir();
+    let fake = FakeClaude::install(tmp.path());
+    fake.script(
+        1,
+        Behaviour::new()
+            .leave(LeftBehind::InGroup)
+            .leave(LeftBehind::NewSession),
+    );
+    let mut child = spawn(&fake, &[], tmp.path());
+    drop(child.stdin.take());
+    assert_eq!(wait_child(&mut child, T).code(), Some(0));
+    let call = fake.call(1).unwrap();
+    let [in_group, new_session] = call.left_behind[..] else {
+        panic!("two pids expected: {:?}", call.left_behind);
+    };
+    // SAFETY: getpgid/getsid have no preconditions.
+    let ids = |pid| unsafe { (libc::getpgid(pid), libc::getsid(pid)) };
+    assert_eq!(ids(in_group).0, call.pgid, "in the fake's group");
+    assert_eq!(
+        ids(new_session),
+        (new_session, new_session),
+        "its own session"
+    );
+    for pid in [in_group, new_session] {
+        assert!(fake_claude::pid_alive(pid));
+        if let Some(term) = ignores(pid, 15) {
+            assert!(
+                term && ignores(pid, 2) == Some(true),
+                "INT and TERM ignored"
+            );
+        }
+    }
+    // They hold the fake's stdout: no end of file while they run.
+    let mut stdout = child.stdout.take().unwrap();
+    drop(fake); // SIGKILLs them
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    for pid in [in_group, new_session] {
+        let deadline = Instant::now() + T;
+        while fake_claude::pid_alive(pid) {
+            assert!(Instant::now() < deadline, "pid {pid} survived the drop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod schema;
 mod start;
 mod status;
 mod stop;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,12 +73,19 @@ pub enum Command {
     /// the daemon writes). Not for interactive use.
     #[command(hide = true)]
     McpBridge(bridge::BridgeArgs),
+    /// The process between the daemon and claude for one wake (started by
+    /// the daemon). Not for interactive use.
+    #[command(hide = true)]
+    WakeSupervisor(supervisor::SupervisorArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     // The daemon sets up its own logging (files per profile), the bridge
-    // its own (stderr only).
-    if !matches!(cli.command, Command::Start(_) | Command::McpBridge(_)) {
+    // its own (stderr only); the wake supervisor's stderr is claude's.
+    if !matches!(
+        cli.command,
+        Command::Start(_) | Command::McpBridge(_) | Command::WakeSupervisor(_)
+    ) {
         crate::logging::init_cli();
     }
     let code = match cli.command {
@@ -88,6 +96,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Stop(args) => stop::stop(&args),
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
+        Command::WakeSupervisor(args) => supervisor::run(&args),
     };
     ExitCode::from(code)
 }

@@ -19,13 +19,7 @@ pub fn open_dir_for_lookup(path: &Path) -> rustix::io::Result<OwnedFd> {
 
 /// `/proc/<pid>/stat` field 3 is `Z` (proc(5)); comm may hold spaces or `)`.
 pub fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z"))
 }
 
 /// From `/proc/locks` (proc(5)), matched by device and inode: the kernel
@@ -52,9 +46,32 @@ pub fn flock_holder(file: &File) -> Option<u32> {
     })
 }
 
-/// `PR_SET_PDEATHSIG` with SIGTERM (prctl(2)).
-pub fn die_with_parent() -> io::Result<()> {
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+/// The kernel's random per-boot UUID (`/proc/sys/kernel/random/boot_id`,
+/// random(4)).
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// `/proc/<pid>/stat` field 22, `starttime`: clock ticks after boot
+/// (proc(5)).
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(22 - 3)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after `(comm)`, so that index 0 is
+/// field 3 (`state`); comm may hold spaces or `)`.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// `PR_SET_CHILD_SUBREAPER` (prctl(2)).
+pub fn become_subreaper() -> io::Result<bool> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map(|()| true)
         .map_err(io::Error::from)
 }
 
@@ -85,4 +102,29 @@ pub fn peer_credentials(socket: BorrowedFd<'_>) -> io::Result<super::PeerCred> {
         uid: cred.uid,
         pid: u32::try_from(cred.pid).ok().filter(|p| *p > 0),
     })
+}
+
+/// Every process whose `/proc/<pid>/stat` field 4 (`ppid`) is this
+/// process. Orphans are re-parented to the process, not to one of its
+/// threads, so `/proc/self/task/*/children` could miss some.
+pub fn own_children() -> Vec<u32> {
+    processes_where(4, std::process::id())
+}
+
+/// Every process whose `/proc/<pid>/stat` field 5 (`pgrp`) is `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    processes_where(5, pgid)
+}
+
+/// The pids whose `/proc/<pid>/stat` field `field` (numbered as in
+/// proc(5), 4 or later) equals `value`.
+fn processes_where(field: usize, value: u32) -> Vec<u32> {
+    let value = value.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| stat_fields(*pid).is_some_and(|f| f.get(field - 3) == Some(&value)))
+        .collect()
 }

@@ -46,10 +46,79 @@ pub fn flock_holder(_file: &File) -> Option<u32> {
     None
 }
 
-/// macOS has no parent-death signal; a wake's processes are tied to the
-/// daemon by the supervisor's lifeline instead (docs/PLATFORMS.md).
-pub fn die_with_parent() -> io::Result<()> {
-    Ok(())
+/// `kern.boottime` (sysctl(3)): when the machine booted, as
+/// `seconds.microseconds`; it changes with every boot.
+pub fn boot_id() -> Option<String> {
+    let mut mib = [libc::CTL_KERN, libc::KERN_BOOTTIME];
+    let mut tv = std::mem::MaybeUninit::<libc::timeval>::zeroed();
+    let mut size = std::mem::size_of::<libc::timeval>();
+    // SAFETY: `tv` is a writable timeval and `size` its size.
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            2,
+            tv.as_mut_ptr().cast(),
+            &mut size,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 || size != std::mem::size_of::<libc::timeval>() {
+        return None;
+    }
+    // SAFETY: the kernel filled the whole timeval (checked above).
+    let tv = unsafe { tv.assume_init() };
+    Some(format!("{}.{:06}", tv.tv_sec, tv.tv_usec))
+}
+
+/// `proc_pidinfo(PROC_PIDTBSDINFO)`: `pbi_start_tvsec` and
+/// `pbi_start_tvusec`, as microseconds since the epoch (libproc.h).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let info = bsd_info(pid)?;
+    info.pbi_start_tvsec
+        .checked_mul(1_000_000)?
+        .checked_add(info.pbi_start_tvusec)
+}
+
+/// macOS has no child subreaper: an orphan always goes to launchd. A wake's
+/// process that left claude's process group (`setsid`) and outlived its
+/// parent cannot be found from the supervisor; the lifeline and the group
+/// kill still apply (README.md, "claude's processes").
+pub fn become_subreaper() -> io::Result<bool> {
+    Ok(false)
+}
+
+/// `proc_listchildpids` (libproc.h).
+pub fn own_children() -> Vec<u32> {
+    // SAFETY: as `list_pids` requires.
+    list_pids(|buf, bytes| unsafe {
+        libc::proc_listchildpids(std::process::id() as i32, buf, bytes)
+    })
+}
+
+/// `proc_listpgrppids` (libproc.h).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return Vec::new();
+    };
+    // SAFETY: as `list_pids` requires.
+    list_pids(|buf, bytes| unsafe { libc::proc_listpgrppids(pgid, buf, bytes) })
+}
+
+/// Call a libproc pid lister with a zeroed buffer of `bytes` bytes; `list`
+/// must write at most that many.
+fn list_pids(list: impl FnOnce(*mut libc::c_void, libc::c_int) -> libc::c_int) -> Vec<u32> {
+    const MAX: usize = 4096;
+    let mut pids = vec![0 as libc::pid_t; MAX];
+    let bytes = (MAX * std::mem::size_of::<libc::pid_t>()) as libc::c_int;
+    let n = list(pids.as_mut_ptr().cast(), bytes);
+    // The buffer was zeroed, so an answer counted in bytes rather than in
+    // pids only adds zeros, which are skipped.
+    let n = usize::try_from(n).unwrap_or(0).min(MAX);
+    pids[..n]
+        .iter()
+        .filter_map(|p| u32::try_from(*p).ok().filter(|p| *p > 0))
+        .collect()
 }
 
 /// `getpeereid` (getpeereid(3)) for the uid, `LOCAL_PEERPID` (unix(4),

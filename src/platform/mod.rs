@@ -41,10 +41,35 @@ pub fn flock_holder(file: &File) -> Option<u32> {
     imp::flock_holder(file)
 }
 
-/// In a forked child before exec: ask to be signalled when the parent dies,
-/// where the OS offers that. Async-signal-safe.
-pub fn die_with_parent() -> io::Result<()> {
-    imp::die_with_parent()
+/// An identifier of the current boot, or `None` when the OS does not tell.
+/// A pid and its start time identify a process only within one boot.
+pub fn boot_id() -> Option<String> {
+    imp::boot_id()
+}
+
+/// When `pid` started, in the OS's own opaque unit (compare, never
+/// interpret): with the pid, it tells a process apart from a later one
+/// that reuses its number. `None` when there is no such process.
+pub fn start_time(pid: u32) -> Option<u64> {
+    imp::start_time(pid)
+}
+
+/// Ask that orphaned descendants be re-parented to this process rather
+/// than to init, so that a wake's processes that left its process group
+/// (`setsid`) can still be found and stopped. Returns false where the OS
+/// has no such thing.
+pub fn become_subreaper() -> io::Result<bool> {
+    imp::become_subreaper()
+}
+
+/// The pids of this process's children, zombies included.
+pub fn own_children() -> Vec<u32> {
+    imp::own_children()
+}
+
+/// The pids of the members of process group `pgid`, zombies included.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    imp::group_members(pgid)
 }
 
 /// Who is at the other end of a connected unix socket, as the kernel saw

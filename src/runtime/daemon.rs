@@ -12,6 +12,7 @@ use super::session::{self, Fatal};
 use super::settings::Settings;
 use super::shared::Shared;
 use super::timing::Timing;
+use super::wake::leftover;
 use super::wake::scheduler::Scheduler;
 use crate::bridge::ipc;
 use crate::protocol::outbound::Runtime;
@@ -36,6 +37,11 @@ pub async fn run(
     pending: Vec<PendingWake>,
     runtimes: Vec<Runtime>,
 ) -> Result<(), DaemonError> {
+    // Before any wake runs again: what a daemon killed together with its
+    // wakes' supervisors left running (see `wake::leftover`).
+    let records = settings.paths.wakes_dir();
+    let grace = timing.kill_grace;
+    let _ = tokio::task::spawn_blocking(move || leftover::clean_up(&records, grace)).await;
     let socket = settings.socket.clone();
     let max = settings.max_concurrent_wakes;
     let shared = Shared::new(settings, timing, ledger);

@@ -16,8 +16,12 @@ pub struct Timing {
     /// Reconnect backoff: first delay and cap (PROTOCOL §1.7).
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// Between SIGINT, SIGTERM and SIGKILL when stopping claude.
+    /// Between SIGINT, SIGTERM and SIGKILL when stopping claude, and
+    /// between SIGTERM and SIGKILL for what it leaves behind.
     pub kill_grace: Duration,
+    /// How long claude's stdout and stderr are still read after it exited
+    /// (a process it started may hold them open).
+    pub output_drain: Duration,
     /// Waiting for the backend's `tool_result` (PROTOCOL §5.5).
     pub tool_timeout: Duration,
     /// Same for the daemon's own fallback send_message.
@@ -34,6 +38,7 @@ impl Default for Timing {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            output_drain: Duration::from_secs(2),
             tool_timeout: Duration::from_secs(30),
             fallback_timeout: Duration::from_secs(15),
             resync: None,
@@ -65,6 +70,7 @@ impl Timing {
                 "backoff_base_ms" => t.backoff_base = d,
                 "backoff_max_ms" => t.backoff_max = d,
                 "kill_grace_ms" => t.kill_grace = d,
+                "output_drain_ms" => t.output_drain = d,
                 "tool_timeout_ms" => t.tool_timeout = d,
                 "fallback_timeout_ms" => t.fallback_timeout = d,
                 "resync_ms" => t.resync = Some(d),

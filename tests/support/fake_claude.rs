@@ -12,7 +12,9 @@
 //!   `signals` (`INT`/`TERM` lines, one per caught signal); `waiting` while
 //!   blocked in [`Behaviour::wait_release`]; `hanging` once in
 //!   [`Behaviour::hang`]; `exit` with the exit code when the fake exits by
-//!   itself or through its INT/TERM handlers (never when SIGKILLed).
+//!   itself or through its INT/TERM handlers (never when SIGKILLed);
+//!   `left` with the pids of the processes [`Behaviour::leave`] started,
+//!   one a line, once they all run.
 //! * `script/<n>/` — behaviour of invocation `n` ([`FakeClaude::script`]),
 //!   falling back to `script/default/` ([`FakeClaude::script_default`],
 //!   initially [`Behaviour::ok`]`(DEFAULT_SESSION_ID, DEFAULT_RESULT)`).
@@ -21,7 +23,8 @@
 //! One invocation does, in order: install signal handling (default: SIGTERM →
 //! exit 143 without output, SIGINT → print a `result`/`error_during_execution`
 //! line and exit 0, like real claude 2.1.197), record argv/cwd/env/ids, read
-//! stdin to EOF, write `stdout` then `stderr`, wait for release (if asked),
+//! stdin to EOF, write `stdout` then `stderr`, start the processes to leave
+//! behind (if asked), wait for release (if asked),
 //! write `stdout_after_release`, close stdout (if asked), sleep (if asked),
 //! hang (if asked), exit with `exit_code`.
 //!
@@ -29,7 +32,8 @@
 //! so a SIGTERM to the fake's pid alone is acted on at once. Only `hang` and
 //! `sleep` outlive their parent when it is SIGKILLed by pid (a 20 ms poll
 //! `sleep` at most for `wait_release`), so kill the process group when it
-//! matters. Dropping the [`FakeClaude`] SIGKILLs every invocation still alive.
+//! matters. Dropping the [`FakeClaude`] SIGKILLs every invocation still alive
+//! and every process left behind that still runs.
 //!
 //! POSIX sh cannot trap a signal that was already ignored when it started: if
 //! the fake inherits an ignored SIGINT (e.g. everything was started in the
@@ -91,6 +95,21 @@ pub struct Behaviour {
     pub ignore_int: bool,
     /// Exit code (0–255).
     pub exit_code: i32,
+    /// Processes started (after `stdout`/`stderr`) and left running, in
+    /// order; see [`Behaviour::leave`].
+    pub leave: Vec<LeftBehind>,
+}
+
+/// A process the fake starts and leaves running: `sleep 1200` holding the
+/// fake's stdout and stderr open, with SIGINT and SIGTERM ignored (only
+/// SIGKILL ends it), its pid recorded in `calls/<n>/left`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeftBehind {
+    /// A background child in the fake's process group.
+    InGroup,
+    /// Started with `setsid`: a new session and process group, out of the
+    /// reach of a signal to the fake's group (needs util-linux `setsid`).
+    NewSession,
 }
 
 impl Behaviour {
@@ -187,12 +206,27 @@ impl Behaviour {
         self
     }
 
+    /// Start `kind` and leave it running (may be called several times).
+    pub fn leave(mut self, kind: LeftBehind) -> Self {
+        self.leave.push(kind);
+        self
+    }
+
     fn write_to(&self, dir: &Path) {
         fs::create_dir_all(dir).unwrap();
         fs::write(dir.join("stdout"), &self.stdout).unwrap();
         fs::write(dir.join("stderr"), &self.stderr).unwrap();
         fs::write(dir.join("stdout_after"), &self.stdout_after_release).unwrap();
         fs::write(dir.join("exit_code"), self.exit_code.to_string()).unwrap();
+        let leave: String = self
+            .leave
+            .iter()
+            .map(|k| match k {
+                LeftBehind::InGroup => "group\n",
+                LeftBehind::NewSession => "session\n",
+            })
+            .collect();
+        fs::write(dir.join("leave"), leave).unwrap();
         if let Some(d) = self.sleep {
             fs::write(dir.join("sleep"), format!("{:.3}", d.as_secs_f64())).unwrap();
         }
@@ -403,6 +437,9 @@ pub struct Call {
     /// Exit code when the fake exited by itself or via its handlers; `None`
     /// while running or when it was killed (SIGKILL, or an untrapped signal).
     pub exit_code: Option<i32>,
+    /// Pids of the processes it left behind ([`Behaviour::leave`]), once
+    /// they all run.
+    pub left_behind: Vec<i32>,
 }
 
 impl Call {
@@ -471,6 +508,10 @@ impl Call {
                 .exists()
                 .then(|| text("exit").trim().parse().ok())
                 .flatten(),
+            left_behind: text("left")
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect(),
         })
     }
 }
@@ -691,6 +732,11 @@ impl FakeClaude {
     /// leads one). Also done on drop.
     pub fn kill_all(&self) {
         for call in self.calls() {
+            for pid in &call.left_behind {
+                if pid_alive(*pid) && is_left_behind(*pid) {
+                    send_signal(*pid, "KILL");
+                }
+            }
             if call.exit_code.is_some() || !call.is_alive() || !self.is_ours(call.pid) {
                 continue;
             }
@@ -707,6 +753,14 @@ impl FakeClaude {
             Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains(&*self.bin.to_string_lossy()),
             Err(_) => !Path::new("/proc/self/cmdline").exists(),
         }
+    }
+}
+
+/// Guard against pid reuse: the process is `sleep 1200` (Linux only).
+fn is_left_behind(pid: i32) -> bool {
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => cmdline == b"sleep\x001200\x00",
+        Err(_) => !Path::new("/proc/self/cmdline").exists(),
     }
 }
 
@@ -785,6 +839,18 @@ exec 3<&-
 
 run cat "$S/stdout"
 run cat "$S/stderr" >&2
+if [ -s "$S/leave" ]; then
+  stay="trap '' INT TERM; echo \$\$ >> '$C/left.tmp'; exec sleep 1200"
+  while read -r kind; do
+    case $kind in
+      group) sh -c "$stay" & ;;
+      session) setsid sh -c "$stay" & ;;
+    esac
+  done < "$S/leave"
+  want=$(wc -l < "$S/leave")
+  while [ "$(cat "$C/left.tmp" 2>/dev/null | wc -l)" -lt "$want" ]; do run sleep 0.01; done
+  run mv -f "$C/left.tmp" "$C/left"
+fi
 if [ -e "$S/wait_release" ]; then
   : > "$C/waiting"
   while [ ! -e "$D/release/$n" ]; do run sleep 0.02; done

@@ -1,18 +1,19 @@
 //! One wake (PROTOCOL §4): run claude for one accepted message, report
 //! progress to the backend, and record the outcome.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::command::{self, Spec};
-use super::process;
+use super::leftover;
+use super::output::Readers;
 use super::prompt;
 use super::stream::Transcript;
+use super::supervised::{self, Launch, Supervised};
 use super::token::WakeToken;
 use crate::config::MAX_WAKE_TIMEOUT_SEC;
 use crate::fsutil;
@@ -29,10 +30,6 @@ use crate::runtime::shared::{Grant, RunningWake, Shared};
 use crate::runtime::tool_calls::Call;
 use crate::workspace::AgentLayout;
 
-/// Longest stdout line accepted from claude (the original's limit).
-const MAX_LINE: usize = 10 * 1024 * 1024;
-/// stderr kept for `last-spawn.json` and the stale-session check.
-const STDERR_TAIL_CHARS: usize = 2000;
 const STALE_SESSION: &str = "No conversation found";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -325,17 +322,16 @@ async fn run_attempt(
             ..Attempt::default()
         };
     };
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&args)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    process::configure(&mut cmd);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let launch = Launch {
+        exe: &s.exe,
+        program: &program,
+        args: &args,
+        cwd,
+        env,
+        grace: shared.timing.kill_grace,
+    };
+    match Supervised::spawn(launch) {
+        Ok(sup) => watch(shared, s, wake, prepared, sup).await,
         Err(e) => {
             let msg = format!(
                 "cannot start {} in {}: {e}",
@@ -343,22 +339,133 @@ async fn run_attempt(
                 cwd.display()
             );
             tracing::error!("{id}: {msg}");
-            return Attempt {
+            Attempt {
                 exit_code: 126,
                 spawn_error: Some(msg),
                 ..Attempt::default()
+            }
+        }
+    }
+}
+
+/// How waiting for claude ended.
+enum End {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Timeout,
+    Cancelled,
+}
+
+/// `work`, unless the wake's deadline passes or the daemon stops first.
+async fn until<T>(
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+    work: impl Future<Output = T>,
+) -> Result<T, End> {
+    tokio::select! {
+        v = work => Ok(v),
+        _ = tokio::time::sleep_until(deadline) => Err(End::Timeout),
+        _ = shared.cancel.cancelled() => Err(End::Cancelled),
+    }
+}
+
+/// From the supervisor's start to the end of the attempt: every wait is
+/// bounded, by the wake's deadline, the daemon's shutdown, or (for the
+/// output once claude has exited) `output_drain`.
+async fn watch(
+    shared: &Arc<Shared>,
+    s: &Settings,
+    wake: &PendingWake,
+    prepared: &Prepared,
+    mut sup: Supervised,
+) -> Attempt {
+    let id = wake.agent_id.as_str();
+    let (grace, drain) = (shared.timing.kill_grace, shared.timing.output_drain);
+    // Checked: validation caps wake_timeout_sec, but an overflow must
+    // never panic a wake.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(s.wake_timeout)
+        .unwrap_or(now + Duration::from_secs(MAX_WAKE_TIMEOUT_SEC));
+    let readers = Readers::start(sup.child.stdout.take(), sup.child.stderr.take(), id);
+    let records = s.paths.wakes_dir();
+    let end = match until(shared, deadline, sup.claude_started()).await {
+        Ok(Ok(pid)) => {
+            started(shared, &records, wake, prepared, &mut sup, pid).await;
+            match until(shared, deadline, sup.wait()).await {
+                Ok(status) => End::Exited(status),
+                Err(end) => end,
+            }
+        }
+        Ok(Err(why)) => {
+            tracing::error!("{id}: {why}");
+            let status = sup.stop(grace).await;
+            let (_, tail) = readers.finish(drain, id).await;
+            return Attempt {
+                exit_code: status.map(supervised::exit_code).unwrap_or(126),
+                spawn_error: Some(format!("{why}\n{tail}").trim_end().to_string()),
+                ..Attempt::default()
             };
         }
+        Err(end) => end,
     };
-    let pgid = process::group_of(&child);
+    let mut result = Attempt::default();
+    match end {
+        End::Exited(Ok(status)) => {
+            result.exit_code = supervised::exit_code(status);
+            sup.stop_orphaned(grace).await;
+        }
+        End::Exited(Err(e)) => {
+            tracing::error!("{id}: waiting for claude failed: {e}");
+            result.exit_code = -1;
+        }
+        End::Timeout | End::Cancelled => {
+            let timed_out = matches!(end, End::Timeout);
+            if timed_out {
+                tracing::warn!(
+                    "{id}: claude ran longer than {:?}; stopping it",
+                    s.wake_timeout
+                );
+            }
+            let status = sup.stop(grace).await;
+            result.exit_code = status.map(supervised::exit_code).unwrap_or(-9);
+            result.timed_out = timed_out;
+            result.interrupted = !timed_out;
+        }
+    }
+    leftover::remove(&records, &wake.agent_id);
+    (result.transcript, result.stderr_tail) = readers.finish(drain, id).await;
+    result
+}
+
+/// claude runs: record it (see `leftover`), show its pid in `status`, give
+/// it the prompt and tell the backend.
+async fn started(
+    shared: &Arc<Shared>,
+    records: &Path,
+    wake: &PendingWake,
+    prepared: &Prepared,
+    sup: &mut Supervised,
+    pid: u32,
+) {
+    let id = wake.agent_id.as_str();
+    if let Some(record) = sup
+        .supervisor_pid()
+        .and_then(|p| leftover::Record::capture(p, pid))
+        && let Err(e) = leftover::write(records, &wake.agent_id, &record)
+    {
+        tracing::warn!(
+            "{id}: cannot record the running wake in {}: {e}",
+            records.display()
+        );
+    }
     shared.with_live(|l| {
         if let Some(r) = l.running.get_mut(&wake.agent_id) {
-            r.pid = child.id();
+            r.pid = Some(pid);
         }
     });
     // The prompt goes on stdin, which is then closed: an open silent pipe
     // stalls claude.
-    if let Some(mut stdin) = child.stdin.take()
+    if let Some(mut stdin) = sup.child.stdin.take()
         && let Err(e) = write_prompt(&mut stdin, &prepared.stdin_text).await
     {
         tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
@@ -373,131 +480,11 @@ async fn run_attempt(
         status: WakeStatus::Running,
         exit_code: None,
     });
-
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let stderr_task = tokio::spawn(read_tail(stderr));
-    let mut transcript = Transcript::default();
-    // Checked: validation caps wake_timeout_sec, but an overflow must
-    // never panic a wake.
-    let now = tokio::time::Instant::now();
-    let deadline = now
-        .checked_add(s.wake_timeout)
-        .unwrap_or(now + Duration::from_secs(MAX_WAKE_TIMEOUT_SEC));
-
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        Timeout,
-        Cancelled,
-    }
-    let end = {
-        let run = async {
-            read_stdout(stdout, &mut transcript, id).await;
-            child.wait().await
-        };
-        tokio::select! {
-            status = run => End::Exited(status),
-            _ = tokio::time::sleep_until(deadline) => End::Timeout,
-            _ = shared.cancel.cancelled() => End::Cancelled,
-        }
-    };
-    let mut result = Attempt::default();
-    match end {
-        End::Exited(Ok(status)) => {
-            result.exit_code = process::exit_code(status);
-            process::reap_group(pgid);
-        }
-        End::Exited(Err(e)) => {
-            tracing::error!("{id}: waiting for claude failed: {e}");
-            result.exit_code = -1;
-        }
-        End::Timeout | End::Cancelled => {
-            let timed_out = matches!(end, End::Timeout);
-            if timed_out {
-                tracing::warn!(
-                    "{id}: claude ran longer than {:?}; stopping it",
-                    s.wake_timeout
-                );
-            }
-            let status = process::stop(&mut child, pgid, shared.timing.kill_grace).await;
-            result.exit_code = status.map(process::exit_code).unwrap_or(-9);
-            result.timed_out = timed_out;
-            result.interrupted = !timed_out;
-        }
-    }
-    result.stderr_tail = stderr_task.await.unwrap_or_default();
-    result.transcript = transcript;
-    result
 }
 
 async fn write_prompt(stdin: &mut tokio::process::ChildStdin, prompt: &str) -> std::io::Result<()> {
     stdin.write_all(prompt.as_bytes()).await?;
     stdin.write_all(b"\n").await
-}
-
-/// Feed claude's stdout to the transcript, one line at a time, with a cap
-/// on line length (a longer line is dropped, not fatal).
-async fn read_stdout(
-    stdout: Option<impl AsyncRead + Unpin>,
-    transcript: &mut Transcript,
-    id: &str,
-) {
-    let Some(mut out) = stdout else { return };
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::new();
-    let mut skipping = false;
-    loop {
-        let n = match out.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut chunk = &buf[..n];
-        while let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
-            if !skipping {
-                line.extend_from_slice(&chunk[..pos]);
-                transcript.feed_line(&String::from_utf8_lossy(&line));
-            }
-            line.clear();
-            skipping = false;
-            chunk = &chunk[pos + 1..];
-        }
-        if !skipping {
-            line.extend_from_slice(chunk);
-            if line.len() > MAX_LINE {
-                tracing::warn!("{id}: claude wrote a stdout line over {MAX_LINE} bytes; skipped");
-                line.clear();
-                skipping = true;
-            }
-        }
-    }
-    if !line.is_empty() && !skipping {
-        transcript.feed_line(&String::from_utf8_lossy(&line));
-    }
-}
-
-/// The last `STDERR_TAIL_CHARS` characters of a stream.
-async fn read_tail(stderr: Option<impl AsyncRead + Unpin>) -> String {
-    let Some(mut err) = stderr else {
-        return String::new();
-    };
-    let mut kept: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match err.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 64 * 1024 {
-                    kept.drain(..kept.len() - 16 * 1024);
-                }
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&kept);
-    let count = text.chars().count();
-    text.chars()
-        .skip(count.saturating_sub(STDERR_TAIL_CHARS))
-        .collect()
 }
 
 fn set_current_session(layout: &AgentLayout, session: Option<&str>) {
