@@ -840,15 +840,23 @@ exec 3<&-
 run cat "$S/stdout"
 run cat "$S/stderr" >&2
 if [ -s "$S/leave" ]; then
-  stay="trap '' INT TERM; echo \$\$ >> '$C/left.tmp'; exec sleep 1200"
+  # One file per process, joined in the order of $S/leave: the processes
+  # start concurrently, so a shared file would list them in any order.
+  i=0
   while read -r kind; do
+    i=$((i + 1))
+    stay="trap '' INT TERM; echo \$\$ > '$C/left.$i.tmp'; mv '$C/left.$i.tmp' '$C/left.$i'; exec sleep 1200"
     case $kind in
       group) sh -c "$stay" & ;;
       session) setsid sh -c "$stay" & ;;
     esac
   done < "$S/leave"
-  want=$(wc -l < "$S/leave")
-  while [ "$(cat "$C/left.tmp" 2>/dev/null | wc -l)" -lt "$want" ]; do run sleep 0.01; done
+  j=1
+  while [ "$j" -le "$i" ]; do
+    while [ ! -e "$C/left.$j" ]; do run sleep 0.01; done
+    cat "$C/left.$j" >> "$C/left.tmp"
+    j=$((j + 1))
+  done
   run mv -f "$C/left.tmp" "$C/left"
 fi
 if [ -e "$S/wait_release" ]; then
