@@ -6,41 +6,18 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Auth, Conn, FakeBackend, deliver, frame, frame_type};
+use support::daemon::{Daemon, FAST_TIMING};
+use support::fake_backend::{Auth, FakeBackend, deliver, frame, frame_type};
 use support::fake_claude::{Behaviour, FakeClaude, assistant_tool_use, init, result_success};
-use support::{TestHome, stdout};
+use support::scenario::Scenario;
+use support::stdout;
 
 const T: Duration = Duration::from_secs(15);
 
-struct Setup {
-    home: TestHome,
-    backend: FakeBackend,
-    claude: FakeClaude,
-}
-
-impl Setup {
-    /// Start the daemon and wait until its handshake is complete.
-    async fn connect(&self, timing: &str) -> (Daemon, Conn) {
-        let d = Daemon::start(&self.home, timing);
-        let mut conn = self.backend.next_connection(T).await;
-        conn.recv_type("resume", T).await;
-        (d, conn)
-    }
-}
+type Setup = Scenario;
 
 async fn setup(agents: &[&str], daemon_section: &str) -> Setup {
-    let home = TestHome::new();
-    let backend = FakeBackend::start().await;
-    let claude = FakeClaude::install(&home.bin_dir());
-    let mut cfg = DaemonConfig::new(&backend.url(), agents);
-    cfg.daemon_section = daemon_section.to_string();
-    home.write_config(&cfg.render(&home));
-    Setup {
-        home,
-        backend,
-        claude,
-    }
+    Scenario::new(agents, daemon_section).await
 }
 
 fn ty_status(f: &Value) -> String {

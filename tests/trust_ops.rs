@@ -12,32 +12,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Conn, FakeBackend, deliver, frame};
-use support::fake_claude::{FakeClaude, pid_alive};
+use support::daemon::{Daemon, FAST_TIMING};
+use support::fake_backend::{Conn, deliver, frame};
+use support::fake_claude::pid_alive;
+use support::scenario::Scenario;
 use support::{BIN, TestHome, mode, stderr, stdout};
 
 const T: Duration = Duration::from_secs(15);
 const KEY: &str = "sk_machine_testkey";
 
-struct Setup {
-    home: TestHome,
-    backend: FakeBackend,
-    _claude: FakeClaude,
-}
+type Setup = Scenario;
 
 async fn setup(daemon_section: &str) -> Setup {
-    let home = TestHome::new();
-    let backend = FakeBackend::start().await;
-    let claude = FakeClaude::install(&home.bin_dir());
-    let mut cfg = DaemonConfig::new(&backend.url(), &["agent_a"]);
-    cfg.daemon_section = daemon_section.to_string();
-    home.write_config(&cfg.render(&home));
-    Setup {
-        home,
-        backend,
-        _claude: claude,
-    }
+    Scenario::new(&["agent_a"], daemon_section).await
 }
 
 fn profile_dir(home: &TestHome) -> PathBuf {

@@ -9,43 +9,20 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::TestHome;
-use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Conn, FakeBackend, deliver, frame_type};
-use support::fake_claude::{Behaviour, Call, FakeClaude, LeftBehind, pid_alive, send_signal};
+use support::daemon::{Daemon, FAST_TIMING};
+use support::fake_backend::{deliver, frame_type};
+use support::fake_claude::{Behaviour, Call, LeftBehind, pid_alive, send_signal};
+use support::scenario::Scenario;
 
 const T: Duration = Duration::from_secs(15);
 
-/// Fields drop in order: the fake claude kills what is left while its
-/// state (in the home) still names it.
-struct Setup {
-    claude: FakeClaude,
-    backend: FakeBackend,
-    home: TestHome,
-}
+type Setup = Scenario;
 
 async fn setup(daemon_section: &str) -> Setup {
-    let home = TestHome::new();
-    let backend = FakeBackend::start().await;
-    let claude = FakeClaude::install(&home.bin_dir());
-    let mut cfg = DaemonConfig::new(&backend.url(), &["agent_a"]);
-    cfg.daemon_section = daemon_section.to_string();
-    home.write_config(&cfg.render(&home));
-    Setup {
-        claude,
-        backend,
-        home,
-    }
+    Scenario::new(&["agent_a"], daemon_section).await
 }
 
 impl Setup {
-    async fn connect(&self) -> (Daemon, Conn) {
-        let d = Daemon::start(&self.home, FAST_TIMING);
-        let mut conn = self.backend.next_connection(T).await;
-        conn.recv_type("resume", T).await;
-        (d, conn)
-    }
-
     /// Invocation `n` once the processes it leaves behind all run.
     async fn call_with_left_behind(&self, n: usize, count: usize) -> Call {
         self.claude
@@ -91,7 +68,7 @@ async fn processes_left_holding_claudes_output_neither_keep_the_wake_running_nor
     let s = setup("wake_timeout_sec = 3\n").await;
     s.claude
         .script(1, leaves_both(Behaviour::ok("sid-1", "done")));
-    let (_d, mut conn) = s.connect().await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let st = s.backend.wait_for_frame(T, final_status).await;
     assert_eq!(
@@ -109,7 +86,7 @@ async fn sigkill_of_the_daemon_stops_claude_and_everything_it_started() {
     let s = setup("").await;
     s.claude
         .script(1, leaves_both(Behaviour::new().wait_release()));
-    let (mut d, mut conn) = s.connect().await;
+    let (mut d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let call = s.call_with_left_behind(1, 2).await;
     d.signal("KILL");
@@ -131,7 +108,7 @@ async fn a_wake_left_by_a_daemon_killed_with_its_supervisor_is_stopped_at_the_ne
         1,
         Behaviour::new().wait_release().leave(LeftBehind::InGroup),
     );
-    let (mut d, mut conn) = s.connect().await;
+    let (mut d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let call = s.call_with_left_behind(1, 1).await;
     assert!(s.record().exists(), "a running wake is recorded");
@@ -164,7 +141,7 @@ async fn a_supervisor_killed_alone_takes_claude_with_it() {
         1,
         Behaviour::new().wait_release().leave(LeftBehind::InGroup),
     );
-    let (_d, mut conn) = s.connect().await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let call = s.call_with_left_behind(1, 1).await;
     send_signal(call.ppid, "KILL");
@@ -182,7 +159,7 @@ async fn a_supervisor_killed_alone_takes_claude_with_it() {
 async fn a_claude_that_cannot_be_executed_is_reported_as_before() {
     let s = setup("").await;
     s.home.fake_bin("claude", "#!/nonexistent/interpreter\n");
-    let (_d, mut conn) = s.connect().await;
+    let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     let st = s.backend.wait_for_frame(T, final_status).await;
     assert_eq!(

@@ -155,4 +155,5 @@ pub mod fake_anthropic;
 pub mod fake_backend;
 pub mod fake_claude;
 pub mod real_claude;
+pub mod scenario;
 pub mod tools;

@@ -1,0 +1,46 @@
+//! The usual daemon test: a temporary home whose config points at a fake
+//! backend, with a fake claude installed, and the daemon connected to it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use super::TestHome;
+use super::daemon::{Daemon, DaemonConfig};
+use super::fake_backend::{Conn, FakeBackend};
+use super::fake_claude::FakeClaude;
+
+const T: Duration = Duration::from_secs(15);
+
+/// Fields drop in order: the fake claude kills what its runs left behind
+/// while its state (in the home) still names them.
+pub struct Scenario {
+    pub claude: FakeClaude,
+    pub backend: FakeBackend,
+    pub home: TestHome,
+}
+
+impl Scenario {
+    /// `agents` declared in the default profile, `daemon_section` added to
+    /// `[daemon]`.
+    pub async fn new(agents: &[&str], daemon_section: &str) -> Self {
+        let home = TestHome::new();
+        let backend = FakeBackend::start().await;
+        let claude = FakeClaude::install(&home.bin_dir());
+        let mut cfg = DaemonConfig::new(&backend.url(), agents);
+        cfg.daemon_section = daemon_section.to_string();
+        home.write_config(&cfg.render(&home));
+        Self {
+            claude,
+            backend,
+            home,
+        }
+    }
+
+    /// Start the daemon and wait until its handshake is complete.
+    pub async fn connect(&self, timing: &str) -> (Daemon, Conn) {
+        let d = Daemon::start(&self.home, timing);
+        let mut conn = self.backend.next_connection(T).await;
+        conn.recv_type("resume", T).await;
+        (d, conn)
+    }
+}
