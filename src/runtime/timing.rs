@@ -22,6 +22,10 @@ pub struct Timing {
     pub tool_timeout: Duration,
     /// Same for the daemon's own fallback send_message.
     pub fallback_timeout: Duration,
+    /// Between heartbeat POSTs over SSE (PROTOCOL §2.6).
+    pub heartbeat: Duration,
+    /// How long `auto` stays on SSE before it tries WebSocket again.
+    pub ws_retry: Duration,
 }
 
 impl Default for Timing {
@@ -34,6 +38,8 @@ impl Default for Timing {
             kill_grace: Duration::from_secs(5),
             tool_timeout: Duration::from_secs(30),
             fallback_timeout: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(10),
+            ws_retry: Duration::from_secs(600),
         }
     }
 }
@@ -64,6 +70,8 @@ impl Timing {
                 "kill_grace_ms" => t.kill_grace = d,
                 "tool_timeout_ms" => t.tool_timeout = d,
                 "fallback_timeout_ms" => t.fallback_timeout = d,
+                "heartbeat_ms" => t.heartbeat = d,
+                "ws_retry_ms" => t.ws_retry = d,
                 other => return Err(format!("{TEST_TIMING_ENV}: unknown key {other:?}")),
             }
         }
