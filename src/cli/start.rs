@@ -38,9 +38,11 @@ pub struct StartArgs {
     /// cloudagent.toml server opts in with allow_insecure_http = true.
     #[arg(long)]
     pub allow_insecure_http: bool,
-    /// Transport to the backend. Only `ws` is available in this version.
-    #[arg(long, value_name = "ws", default_value = "ws")]
-    pub transport: String,
+    /// Transport to the backend: ws, sse or auto (WebSocket, falling back
+    /// to SSE when the upgrade is refused). Default: the server's
+    /// `transport` in the config file, else auto.
+    #[arg(long, value_name = "ws|sse|auto")]
+    pub transport: Option<String>,
     /// Host-level workspace root: agents run in <DIR>/<agent id>/workspace.
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workspace_root: Option<PathBuf>,
@@ -61,15 +63,11 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match args.transport.to_ascii_lowercase().as_str() {
-        "ws" => {}
-        "sse" | "auto" => {
-            return usage(
-                "--transport sse is not available in this version of cloudagent-daemon; use --transport ws (the default)",
-            );
-        }
-        other => return usage(&format!("--transport must be 'ws' (got '{other}')")),
-    }
+    let transport = match args.transport.as_deref().map(config::Transport::parse) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return usage(&e),
+    };
     if args.insecure {
         eprintln!("⚠️  Insecure: TLS certificate verification disabled.");
     }
@@ -105,6 +103,9 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
     };
     if args.insecure {
         settings.insecure = true;
+    }
+    if let Some(t) = transport {
+        settings.transport = t;
     }
     if let Err(e) = settings.apply_env_overrides() {
         return usage(&e);

@@ -179,6 +179,9 @@ fn render(r: &StatusReport) -> String {
         other => other.label().to_string(),
     };
     out.push_str(&format!("  connection: {conn}\n"));
+    if let Some(t) = &r.transport {
+        out.push_str(&format!("  transport: {t}\n"));
+    }
     if let Some(error) = &r.last_error {
         out.push_str(&format!("  last error: {error}\n"));
     }

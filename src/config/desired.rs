@@ -248,7 +248,7 @@ impl Validator<'_, '_> {
                         Server {
                             name: name.clone(),
                             url,
-                            transport: s.transport.unwrap_or(Transport::Ws),
+                            transport: s.transport.unwrap_or(Transport::Auto),
                             insecure: s.insecure.unwrap_or(false),
                             allow_insecure_http,
                             max_frame_mib,

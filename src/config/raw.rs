@@ -129,8 +129,10 @@ pub struct RawServer {
     /// (anything else needs `allow_insecure_http`). A trailing `/` or `/v1`
     /// is removed.
     pub url: String,
-    /// How the daemon talks to the backend. Only `ws` (WebSocket,
-    /// `/v1/daemon/ws`) is available in this version. Default: `ws`.
+    /// How the daemon talks to the backend: `ws` (one WebSocket,
+    /// `/v1/daemon/ws`), `sse` (an event stream plus one POST per frame, the
+    /// original daemon's default) or `auto` (WebSocket, falling back to SSE
+    /// when the server or a proxy refuses the upgrade). Default: `auto`.
     pub transport: Option<Transport>,
     /// Skip TLS certificate verification. Only for self-signed development
     /// servers. Default: false.
@@ -152,12 +154,32 @@ pub struct RawServer {
 pub enum Transport {
     /// One WebSocket carrying JSON frames both ways.
     Ws,
+    /// Server-sent events in (`/v1/daemon/stream`), one HTTP POST per
+    /// frame out.
+    Sse,
+    /// WebSocket; SSE when the upgrade is refused with anything but 401,
+    /// or cut.
+    Auto,
 }
 
 impl Transport {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ws => "ws",
+            Self::Sse => "sse",
+            Self::Auto => "auto",
+        }
+    }
+
+    /// `--transport`'s value (case-insensitive).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "ws" => Ok(Self::Ws),
+            "sse" => Ok(Self::Sse),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!(
+                "--transport must be 'ws', 'sse' or 'auto' (got '{other}')"
+            )),
         }
     }
 }

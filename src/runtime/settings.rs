@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::config::desired::{DEFAULT_MAX_FRAME_MIB, DEFAULT_MAX_SERVER_AGENTS};
 use crate::config::{
-    Agent, Desired, PermissionMode, Secret, SecretRef, WorkspaceAccess, server_url,
+    Agent, Desired, PermissionMode, Secret, SecretRef, Transport, WorkspaceAccess, server_url,
 };
 use crate::paths::{AgentId, Home, ProfileName, ProfilePaths};
 
@@ -27,6 +27,7 @@ pub struct Settings {
     /// This binary: the MCP bridge claude starts.
     pub exe: PathBuf,
     pub server_url: String,
+    pub transport: Transport,
     pub insecure: bool,
     pub api_key: Secret,
     /// The environment variable holding the key.
@@ -128,6 +129,7 @@ impl Settings {
             home,
             exe,
             server_url: String::new(),
+            transport: Transport::Auto,
             insecure: false,
             api_key: Secret::new(""),
             api_key_env: None,
@@ -176,6 +178,7 @@ impl Settings {
         let mut s = Self::base(profile.clone(), home, exe);
         s.server_url = p.server.url.clone();
         s.insecure = p.server.insecure;
+        s.transport = p.server.transport;
         s.api_key = p
             .api_key
             .resolve()

@@ -42,6 +42,9 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct Live {
     pub connection: Connection,
+    /// The transport of the current (or last) connection, and for `auto`
+    /// why it was chosen.
+    pub transport: Option<String>,
     /// Why the last attempt or connection failed, until one succeeds.
     pub last_error: Option<String>,
     pub host_id: Option<String>,
@@ -117,6 +120,7 @@ impl Shared {
         let outbox = Arc::new(Outbox::default());
         let live = Live {
             connection: Connection::Connecting,
+            transport: None,
             last_error: None,
             host_id: ledger.host_id().map(String::from),
             running: BTreeMap::new(),

@@ -16,6 +16,9 @@ pub struct StatusReport {
     pub server: String,
     pub config_file: Option<PathBuf>,
     pub connection: Connection,
+    /// `ws`, `sse`, or for `auto` which one and why.
+    #[serde(default)]
+    pub transport: Option<String>,
     pub last_error: Option<String>,
     pub host_id: Option<String>,
     pub last_seq: i64,
@@ -62,6 +65,7 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         server: s.server_url.clone(),
         config_file: s.config_file.clone(),
         connection: live.connection,
+        transport: live.transport,
         last_error: live.last_error,
         host_id: live.host_id,
         last_seq,

@@ -28,6 +28,10 @@ pub struct Timing {
     pub fallback_timeout: Duration,
     /// Overrides the config file's `resync_sec` (tests).
     pub resync: Option<Duration>,
+    /// Between heartbeat POSTs over SSE (PROTOCOL §2.6).
+    pub heartbeat: Duration,
+    /// How long `auto` stays on SSE before it tries WebSocket again.
+    pub ws_retry: Duration,
 }
 
 impl Default for Timing {
@@ -42,6 +46,8 @@ impl Default for Timing {
             tool_timeout: Duration::from_secs(30),
             fallback_timeout: Duration::from_secs(15),
             resync: None,
+            heartbeat: Duration::from_secs(10),
+            ws_retry: Duration::from_secs(600),
         }
     }
 }
@@ -74,6 +80,8 @@ impl Timing {
                 "tool_timeout_ms" => t.tool_timeout = d,
                 "fallback_timeout_ms" => t.fallback_timeout = d,
                 "resync_ms" => t.resync = Some(d),
+                "heartbeat_ms" => t.heartbeat = d,
+                "ws_retry_ms" => t.ws_retry = d,
                 other => return Err(format!("{TEST_TIMING_ENV}: unknown key {other:?}")),
             }
         }

@@ -18,6 +18,9 @@ pub struct DaemonConfig {
     pub daemon_section: String,
     /// Lines added to `[profiles.default]`.
     pub profile_lines: String,
+    /// `[servers.test] transport`: `ws` unless a test says otherwise (the
+    /// fake backend speaks WebSocket only; the daemon's default is `auto`).
+    pub transport: String,
 }
 
 impl DaemonConfig {
@@ -28,6 +31,7 @@ impl DaemonConfig {
             extra: String::new(),
             daemon_section: String::new(),
             profile_lines: String::new(),
+            transport: "ws".to_string(),
         }
     }
 
@@ -35,10 +39,11 @@ impl DaemonConfig {
         let key = home.path().join(".config/cloudagent/test.key");
         std::fs::write(&key, "sk_machine_testkey\n").unwrap();
         let mut s = format!(
-            "[daemon]\nclaude_binary = \"{}\"\n{}\n[servers.test]\nurl = \"{}\"\n\n[profiles.default]\nserver = \"test\"\napi_key_file = \"{}\"\n{}",
+            "[daemon]\nclaude_binary = \"{}\"\n{}\n[servers.test]\nurl = \"{}\"\ntransport = \"{}\"\n\n[profiles.default]\nserver = \"test\"\napi_key_file = \"{}\"\n{}",
             home.bin_dir().join("claude").display(),
             self.daemon_section,
             self.server_url,
+            self.transport,
             key.display(),
             self.profile_lines
         );

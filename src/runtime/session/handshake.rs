@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::paths::AgentId;
 use crate::protocol::outbound::{Ready, Runtime};
-use crate::protocol::{Inbound, Outbound};
+use crate::protocol::{Assign, Inbound, Outbound};
 use crate::runtime::detect;
 use crate::runtime::settings::Settings;
 use crate::runtime::shared::Shared;
-use crate::runtime::transport::{ConnectError, Event, FrameReader, ws};
+use crate::runtime::transport::{ConnectError, Event, FrameReader, sse, ws};
 
 /// Why a session could not be opened.
 #[derive(Debug)]
@@ -29,6 +30,14 @@ pub enum Failure {
     },
     /// Anything else: retried after a backoff.
     Other(String),
+    /// The WebSocket upgrade was answered with a status other than 101
+    /// and 401/403, or cut: retried, or SSE for `auto`.
+    NoWebSocket(String),
+    /// Retried, but not before `after` (the server's `Retry-After`).
+    Later {
+        reason: String,
+        after: Duration,
+    },
 }
 
 /// An open session, ready for the pump.
@@ -42,6 +51,9 @@ impl From<ConnectError> for Failure {
     fn from(e: ConnectError) -> Self {
         match e {
             ConnectError::Auth(_) => Self::Auth(e),
+            ConnectError::Status { .. } | ConnectError::UpgradeCut { .. } => {
+                Self::NoWebSocket(e.to_string())
+            }
             other => Self::Other(other.to_string()),
         }
     }
@@ -109,6 +121,11 @@ async fn hello<R: FrameReader>(reader: &mut R, shared: &Arc<Shared>) -> Result<S
             )));
         }
         Ok(Event::Frame(t)) => t,
+        Ok(Event::Alive) => {
+            return Err(Failure::Other(
+                "expected hello frame, got a keep-alive".into(),
+            ));
+        }
     };
     match crate::protocol::frames::parse(text.as_str()) {
         Ok(Inbound::Hello { host_id }) => Ok(host_id),
@@ -176,4 +193,81 @@ pub fn too_large(size: usize, max: usize) -> String {
     format!(
         "the backend sent a frame of {size} bytes, over the limit of {max} bytes; it can be neither acknowledged nor skipped, so the backend will send it again: raise max_frame_mib in the server's section of the config file"
     )
+}
+
+impl From<sse::Failed> for Failure {
+    fn from(f: sse::Failed) -> Self {
+        match f {
+            sse::Failed::Auth(code) => Self::Auth(ConnectError::Auth(code)),
+            sse::Failed::Retry {
+                why,
+                after: Some(after),
+            } => Self::Later { reason: why, after },
+            sse::Failed::Retry { why, after: None } | sse::Failed::Refused(why) => Self::Other(why),
+        }
+    }
+}
+
+/// Open an SSE + POST session: `POST /ready` (host id, where the server
+/// has us, its agents), then the event stream from the last seq we hold,
+/// then the poster for the outbox (docs/PROTOCOL.md, "SSE + POST").
+pub async fn sse(
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    startup: &mut Option<Vec<Runtime>>,
+) -> Result<Established<sse::Reader, sse::Writer>, Failure> {
+    let client = sse::Client::new(&settings.server_url, &settings.api_key, settings.insecure)?;
+    let ready = ready(shared, settings, startup).await;
+    let answer = sse::ready(&client, &ready).await?;
+    adopt_host(shared, &answer.host_id);
+    let last_seq = shared.with_ledger(|l| {
+        l.raise_last_seq(answer.last_acked_seq);
+        l.last_seq()
+    });
+    adopt_agents(shared, &answer.agents);
+    let reader = sse::stream(&client, last_seq, settings.max_frame_bytes()).await?;
+    let retry = sse::Retry {
+        base: shared.timing.backoff_base,
+        max: shared.timing.backoff_max,
+    };
+    let writer = sse::Writer::start(
+        client,
+        shared.outbox.clone(),
+        retry,
+        shared.timing.heartbeat,
+    );
+    tracing::info!(
+        "connected over SSE: host_id={:?} last_seq={last_seq}",
+        answer.host_id
+    );
+    Ok(Established {
+        reader,
+        writer,
+        host_id: answer.host_id,
+    })
+}
+
+/// The agents `/ready` says are bound here go through the same queue and
+/// checks as an `assign` (declared agents keep the file's identity and
+/// workdir; the agent cap and workdir policy apply), with the default
+/// staff identity (PROTOCOL §2.3 of the original, kept).
+fn adopt_agents(shared: &Arc<Shared>, agents: &[sse::ReadyAgent]) {
+    for a in agents {
+        let Ok(agent_id) = AgentId::parse(&a.agent_id) else {
+            tracing::warn!(
+                "/v1/daemon/ready named an agent with an invalid id {:?}: skipped",
+                a.agent_id
+            );
+            continue;
+        };
+        shared.assigns.push(Assign {
+            agent_name: a.agent_id.clone(),
+            agent_id,
+            is_chief: false,
+            role: "staff".into(),
+            workspace_slug: "default".into(),
+            reports_to: "(unset)".into(),
+            workspace_root: a.workspace_root.clone(),
+        });
+    }
 }

@@ -4,6 +4,7 @@
 //! connection was lost. 401/403 and a `bye` for a removed host end the
 //! daemon; everything else is retried (docs/PROTOCOL.md, "Reconnecting").
 
+mod choice;
 pub mod handshake;
 pub mod pump;
 
@@ -15,10 +16,11 @@ use tokio::sync::watch;
 use super::settings::Settings;
 use super::shared::{Connection, Shared};
 use super::timing::Backoff;
-use super::transport::ConnectError;
+use super::transport::{ConnectError, FrameReader, FrameWriter};
 use super::wake::scheduler::Scheduler;
 use crate::protocol::outbound::{Runtime, now_ts};
-use handshake::Failure;
+use choice::Kind;
+use handshake::{Established, Failure};
 
 #[derive(Debug, Error)]
 pub enum Fatal {
@@ -63,6 +65,7 @@ pub async fn run(
     let mut startup = Some(runtimes);
     let mut backoff = Backoff::new(shared.timing.backoff_base, shared.timing.backoff_max);
     let mut settings_rx = shared.watch_settings();
+    let mut choice = choice::Choice::default();
     // The oversized frame last reported: the same one, sent again after
     // each reconnect, is logged once.
     let mut reported_oversize = None;
@@ -76,16 +79,41 @@ pub async fn run(
             }
         }
         shared.with_live(|l| l.connection = Connection::Connecting);
-        let attempt = tokio::select! {
-            r = handshake::ws(&shared, &settings, &mut startup) => r,
-            () = reconnect_needed(&mut settings_rx, &settings) => {
-                tracing::info!("the server settings changed during the handshake: reconnecting");
-                continue;
+        let kind = choice.pick(&settings, shared.timing.ws_retry);
+        let attempt = match kind {
+            Kind::Ws => {
+                let open = handshake::ws(&shared, &settings, &mut startup);
+                session(
+                    open,
+                    &choice,
+                    kind,
+                    &shared,
+                    &scheduler,
+                    &mut settings_rx,
+                    &settings,
+                )
+                .await
             }
-            () = shared.cancel.cancelled() => return Ok(()),
+            Kind::Sse => {
+                let open = handshake::sse(&shared, &settings, &mut startup);
+                session(
+                    open,
+                    &choice,
+                    kind,
+                    &shared,
+                    &scheduler,
+                    &mut settings_rx,
+                    &settings,
+                )
+                .await
+            }
         };
+        let mut floor = None;
         let ended = match attempt {
             Err(Failure::Auth(e)) => {
+                if choice.falls_back_on(&settings, kind, &e) {
+                    continue;
+                }
                 shared.with_live(|l| {
                     l.connection = Connection::AuthFailed;
                     l.last_error = Some(e.to_string());
@@ -94,11 +122,19 @@ pub async fn run(
             }
             Err(Failure::Shutdown) => return Ok(()),
             Err(Failure::TooLarge { size, max }) => Ended::FrameTooLarge { size, max },
-            Err(Failure::Other(reason)) => Ended::Lost {
+            Err(Failure::NoWebSocket(reason)) if choice.fall_back(&settings, &reason) => continue,
+            Err(Failure::Other(reason) | Failure::NoWebSocket(reason)) => Ended::Lost {
                 handshake: false,
                 reason,
             },
-            Ok(link) => pump::run(link, &shared, &scheduler, &mut settings_rx, &settings).await,
+            Err(Failure::Later { reason, after }) => {
+                floor = Some(after);
+                Ended::Lost {
+                    handshake: false,
+                    reason,
+                }
+            }
+            Ok(ended) => ended,
         };
         let (reason, brief) = match ended {
             Ended::Shutdown => return Ok(()),
@@ -121,7 +157,7 @@ pub async fn run(
                 (reason, format!("an oversized frame ({size} bytes) again"))
             }
         };
-        let delay = backoff.next_delay();
+        let delay = backoff.next_delay().max(floor.unwrap_or_default());
         tracing::warn!(
             "connection to {}: {brief}; reconnecting in {:.1} s",
             settings.server_url,
@@ -139,11 +175,37 @@ pub async fn run(
     }
 }
 
+/// Open a session over one transport and pump it until it ends. A
+/// settings change during the handshake reconnects at once.
+async fn session<R: FrameReader, W: FrameWriter>(
+    open: impl Future<Output = Result<Established<R, W>, Failure>>,
+    choice: &choice::Choice,
+    kind: Kind,
+    shared: &Arc<Shared>,
+    scheduler: &Arc<Scheduler>,
+    settings_rx: &mut watch::Receiver<Arc<Settings>>,
+    settings: &Settings,
+) -> Result<Ended, Failure> {
+    let link = tokio::select! {
+        r = open => r?,
+        () = reconnect_needed(settings_rx, settings) => {
+            tracing::info!("the server settings changed during the handshake: reconnecting");
+            return Ok(Ended::Reconfigured);
+        }
+        () = shared.cancel.cancelled() => return Err(Failure::Shutdown),
+    };
+    let label = choice.describe(settings, kind);
+    tracing::info!("transport: {label}");
+    shared.with_live(|l| l.transport = Some(label));
+    Ok(pump::run(link, shared, scheduler, settings_rx, settings).await)
+}
+
 /// Whether a connection made with `old` must be made again with `new`.
 pub fn needs_reconnect(old: &Settings, new: &Settings) -> bool {
     old.server_url != new.server_url
         || old.api_key != new.api_key
         || old.insecure != new.insecure
+        || old.transport != new.transport
         || old.max_frame_mib != new.max_frame_mib
         || old.parked != new.parked
 }

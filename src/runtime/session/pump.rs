@@ -106,12 +106,13 @@ async fn on_events<R: FrameReader, W: FrameWriter>(
     let mut batch = Batch::default();
     let mut event = first;
     let ended = loop {
-        let text = match event {
+        let reply = match event {
             Event::Closed(reason) => break Some(lost(reason)),
             Event::TooLarge { size, max } => break Some(Ended::FrameTooLarge { size, max }),
-            Event::Frame(text) => text,
+            Event::Alive => Reply::None,
+            Event::Frame(text) => dispatch(text.as_str(), shared, &mut batch),
         };
-        match dispatch(text.as_str(), shared, &mut batch) {
+        match reply {
             Reply::None => {}
             Reply::Pong => {
                 if let Err(e) = writer.pong().await {

@@ -1,9 +1,10 @@
 //! How frames travel between daemon and backend. The session
 //! (`runtime::session`) is written against [`FrameReader`] and
 //! [`FrameWriter`]; each transport implements them: `ws` (one WebSocket
-//! both ways). What is not transport — delivery, acks, wakes, tool calls,
+//! both ways) and `sse` (an event stream in, one POST per frame out). What is not transport — delivery, acks, wakes, tool calls,
 //! the outbox — is shared (docs/PROTOCOL.md, "Transports").
 
+pub mod sse;
 pub mod tls;
 pub mod ws;
 
@@ -14,6 +15,7 @@ pub use tls::ConnectError;
 use crate::runtime::delivery::outbox::Outbox;
 
 /// One frame's JSON text, as the transport received it (not copied).
+#[derive(Clone)]
 pub enum FrameText {
     Ws(Utf8Bytes),
     Owned(String),
@@ -29,8 +31,12 @@ impl FrameText {
 }
 
 /// What the receiving side of a connection yields.
+#[derive(Clone)]
 pub enum Event {
     Frame(FrameText),
+    /// No frame, but the server is alive (an SSE comment such as `:hb`):
+    /// it keeps the watchdog quiet.
+    Alive,
     /// The connection ended, and why.
     Closed(String),
     /// The backend sent a frame over the size limit; the transport cannot

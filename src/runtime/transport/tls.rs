@@ -35,6 +35,10 @@ pub enum ConnectError {
     /// retried.
     #[error("cannot connect to {url}: the server answered the upgrade with HTTP {status}")]
     Status { url: String, status: u16 },
+    /// The connection was cut while the upgrade was under way (a proxy
+    /// that does not pass WebSocket through): retried, or SSE for `auto`.
+    #[error("cannot connect to {url}: the connection was cut during the upgrade ({detail})")]
+    UpgradeCut { url: String, detail: String },
     #[error("cannot connect to {url}: {detail}")]
     Other { url: String, detail: String },
 }

@@ -114,13 +114,33 @@ fn upgrade_error(url: &str, host: &str, e: tungstenite::Error) -> ConnectError {
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
             Some(err) => tls::tls_error(url, host, err),
+            None if cut(e.kind()) => ConnectError::UpgradeCut {
+                url: url.to_string(),
+                detail: e.to_string(),
+            },
             None => other(e.to_string()),
+        },
+        tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete)
+        | tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed => ConnectError::UpgradeCut {
+            url: url.to_string(),
+            detail: e.to_string(),
         },
         tungstenite::Error::Tls(tungstenite::error::TlsError::Rustls(err)) => {
             tls::tls_error(url, host, &err)
         }
         e => other(e.to_string()),
     }
+}
+
+/// An I/O error that means the peer hung up on an open connection (not
+/// that nobody listens: a refused connection is not a cut upgrade).
+fn cut(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+    )
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader for Reader<S> {
