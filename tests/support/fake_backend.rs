@@ -241,6 +241,17 @@ impl FakeBackend {
         }
     }
 
+    /// Like [`FakeBackend::next_connection`], but `None` instead of a panic
+    /// when none comes within `timeout` (`Duration::ZERO`: only one already
+    /// accepted), for a test that polls while daemons come and go.
+    pub async fn try_next_connection(&self, timeout: Duration) -> Option<Conn> {
+        let mut rx = self.conns.lock().await;
+        tokio::time::timeout(timeout, rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Every upgrade request so far (accepted and rejected), in order.
     pub fn upgrades(&self) -> Vec<Upgrade> {
         self.shared.upgrades.lock().unwrap().clone()
@@ -285,6 +296,13 @@ impl FakeBackend {
     /// in arrival order. Survives reconnects.
     pub fn all_frames(&self) -> Vec<(usize, Value)> {
         self.shared.frames.lock().unwrap().clone()
+    }
+
+    /// The frames of [`FakeBackend::all_frames`] from position `from` on, to
+    /// follow them incrementally.
+    pub fn frames_from(&self, from: usize) -> Vec<(usize, Value)> {
+        let frames = self.shared.frames.lock().unwrap();
+        frames.get(from..).map(<[_]>::to_vec).unwrap_or_default()
     }
 
     /// All frames of type `ty` from all connections, in arrival order.
@@ -547,6 +565,16 @@ impl Conn {
     pub async fn try_send(&mut self, frame: Value) -> Result<(), String> {
         self.try_send_messages(vec![Message::text(frame.to_string())])
             .await
+    }
+
+    /// Like [`Conn::send_burst`], but whether it was sent instead of a
+    /// panic (the daemon may be gone).
+    pub async fn try_send_burst(&mut self, frames: &[Value]) -> Result<(), String> {
+        let msgs = frames
+            .iter()
+            .map(|f| Message::text(f.to_string()))
+            .collect();
+        self.try_send_messages(msgs).await
     }
 
     async fn try_send_messages(&mut self, msgs: Vec<Message>) -> Result<(), String> {

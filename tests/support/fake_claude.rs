@@ -28,6 +28,11 @@
 //! write `stdout_after_release`, close stdout (if asked), sleep (if asked),
 //! hang (if asked), exit with `exit_code`.
 //!
+//! `claude --version` (the daemon's runtime probe) prints `2.1.197 (Claude
+//! Code)` without counting an invocation; with `FAKE_CLAUDE_VERSION_TAG` set
+//! in the environment it inherited, that value follows after a space, so a
+//! test can tell which daemon process sent a `ready` frame.
+//!
 //! Blocking steps run as background children that the signal handlers kill,
 //! so a SIGTERM to the fake's pid alone is acted on at once. Only `hang` and
 //! `sleep` outlive their parent when it is SIGKILLed by pid (a 20 ms poll
@@ -778,8 +783,9 @@ if [ -n "${PATH+x}" ]; then orig_path=$PATH; has_path=1; else has_path=; fi
 PATH="${PATH:+$PATH:}/usr/bin:/bin"
 
 [ -d "$D/calls" ] || { echo "fake claude: missing state dir $D/calls" >&2; exit 97; }
-# Runtime detection probes the version: answer without counting a call.
-if [ "$#" -eq 1 ] && [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
+# Runtime detection probes the version: answer without counting a call
+# (FAKE_CLAUDE_VERSION_TAG, when set, is appended after a space).
+if [ "$#" -eq 1 ] && [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)${FAKE_CLAUDE_VERSION_TAG:+ $FAKE_CLAUDE_VERSION_TAG}"; exit 0; fi
 n=1
 while ! mkdir "$D/calls/$n" 2>/dev/null; do
   n=$((n + 1))
