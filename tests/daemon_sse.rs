@@ -256,3 +256,42 @@ async fn heartbeats_are_posted() {
     let hb = s.backend.accepted("/v1/daemon/heartbeat");
     assert_eq!(hb[0], json!({}));
 }
+
+/// While claude streams text over SSE, the accumulated text is POSTed to
+/// publish-partial (PROTOCOL §2.7: "Hel", then "Hello!"), for a message
+/// with a business session; the last one carries all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_text_is_published_as_it_grows() {
+    use support::fake_claude::text_delta;
+    let s = setup("sse").await;
+    s.claude.script(
+        1,
+        Behaviour::new().events(&[
+            init("sid-p"),
+            text_delta("sid-p", "Hel"),
+            text_delta("sid-p", "lo!"),
+            result_success("sid-p", "Hello!"),
+        ]),
+    );
+    let _d = Daemon::start(&s.home, FAST_TIMING);
+    let stream = s.backend.next_stream(T).await;
+    stream
+        .event("deliver", Some(1), &deliver(1, "agent_a", "m1", "hi"))
+        .await;
+    s.backend
+        .wait_posts(T, "a final status", final_status)
+        .await;
+    let partials = s.backend.accepted("/v1/daemon/publish-partial");
+    let last = partials.last().expect("at least one partial text");
+    assert_eq!(
+        last,
+        &json!({"session_id": "sess_1", "agent_id": "agent_a", "body": "Hello!"})
+    );
+    for p in &partials {
+        let body = p["body"].as_str().unwrap();
+        assert!(
+            "Hello!".starts_with(body) && !body.is_empty(),
+            "{partials:?}"
+        );
+    }
+}

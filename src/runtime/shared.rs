@@ -45,6 +45,9 @@ pub struct Live {
     /// The transport of the current (or last) connection, and for `auto`
     /// why it was chosen.
     pub transport: Option<String>,
+    /// Whether the current connection is SSE + POST, where the text claude
+    /// streams is published as it comes (`publish-partial`).
+    pub streams_partials: bool,
     /// Why the last attempt or connection failed, until one succeeds.
     pub last_error: Option<String>,
     pub host_id: Option<String>,
@@ -121,6 +124,7 @@ impl Shared {
         let live = Live {
             connection: Connection::Connecting,
             transport: None,
+            streams_partials: false,
             last_error: None,
             host_id: ledger.host_id().map(String::from),
             running: BTreeMap::new(),

@@ -134,6 +134,16 @@ impl Outbox {
     pub fn push(&self, frame: Outbound) {
         {
             let mut q = self.queue();
+            if let Outbound::Partial { agent_id, .. } = &frame {
+                // Each partial text holds all the text so far: a queued
+                // older one says nothing the new one does not (the first
+                // frame may be in flight and stays).
+                let agent = agent_id.clone();
+                let gone = q.remove_where(|i, f| {
+                    i > 0 && matches!(f, Outbound::Partial { agent_id, .. } if *agent_id == agent)
+                });
+                q.dropped += gone as u64;
+            }
             q.push(frame);
             if q.frames.len() > self.max_frames || q.bytes > self.max_bytes {
                 q.shed(self.max_frames, self.max_bytes);
@@ -319,6 +329,36 @@ mod tests {
         assert_eq!(o.dropped(), 2);
         assert_eq!(o.front_now(), Some(status("a", WakeStatus::Running)));
         assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn a_newer_partial_text_replaces_a_queued_one_of_the_same_agent() {
+        let o = Outbox::default();
+        let partial = |agent: &str, body: &str| Outbound::Partial {
+            session_id: "s".into(),
+            agent_id: crate::paths::AgentId::parse(agent).unwrap(),
+            body: body.into(),
+        };
+        o.push(partial("a", "H"));
+        o.push(ack("m"));
+        o.push(partial("a", "He"));
+        o.push(partial("b", "x"));
+        o.push(partial("a", "Hel"));
+        let mut kept = Vec::new();
+        while let Some(f) = o.front_now() {
+            kept.push(f);
+            o.pop();
+        }
+        // The first stays (it may be on its way), then only the latest.
+        assert_eq!(
+            kept,
+            [
+                partial("a", "H"),
+                ack("m"),
+                partial("b", "x"),
+                partial("a", "Hel")
+            ]
+        );
     }
 
     #[test]

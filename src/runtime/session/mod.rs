@@ -196,7 +196,10 @@ async fn session<R: FrameReader, W: FrameWriter>(
     };
     let label = choice.describe(settings, kind);
     tracing::info!("transport: {label}");
-    shared.with_live(|l| l.transport = Some(label));
+    shared.with_live(|l| {
+        l.transport = Some(label);
+        l.streams_partials = kind == Kind::Sse;
+    });
     Ok(pump::run(link, shared, scheduler, settings_rx, settings).await)
 }
 

@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::stream::Transcript;
 
+/// Called with all the text claude has streamed so far, each time it grows.
+pub type OnPartial = Box<dyn FnMut(&str) + Send>;
+
 /// Longest stdout line accepted from claude (the original's limit).
 const MAX_LINE: usize = 10 * 1024 * 1024;
 /// stderr kept for `last-spawn.json` and the stale-session check.
@@ -29,10 +32,16 @@ impl Readers {
         stdout: Option<impl AsyncRead + Unpin + Send + 'static>,
         stderr: Option<impl AsyncRead + Unpin + Send + 'static>,
         id: &str,
+        on_partial: Option<OnPartial>,
     ) -> Self {
         let stop = CancellationToken::new();
         Self {
-            stdout: tokio::spawn(read_stdout(stdout, id.to_string(), stop.clone())),
+            stdout: tokio::spawn(read_stdout(
+                stdout,
+                id.to_string(),
+                stop.clone(),
+                on_partial,
+            )),
             stderr: tokio::spawn(read_tail(stderr, stop.clone())),
             stop,
         }
@@ -64,6 +73,7 @@ async fn read_stdout(
     stdout: Option<impl AsyncRead + Unpin>,
     id: String,
     stop: CancellationToken,
+    mut on_partial: Option<OnPartial>,
 ) -> Transcript {
     let mut transcript = Transcript::default();
     let Some(mut out) = stdout else {
@@ -84,7 +94,13 @@ async fn read_stdout(
         while let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
             if !skipping {
                 line.extend_from_slice(&chunk[..pos]);
+                let before = transcript.partial_text.len();
                 transcript.feed_line(&String::from_utf8_lossy(&line));
+                if let Some(publish) = on_partial.as_mut()
+                    && transcript.partial_text.len() > before
+                {
+                    publish(&transcript.partial_text);
+                }
             }
             line.clear();
             skipping = false;
@@ -147,7 +163,7 @@ mod tests {
             .await
             .unwrap();
         err_w.write_all(b"No conversation found\n").await.unwrap();
-        let readers = Readers::start(Some(out_r), Some(err_r), "agent_a");
+        let readers = Readers::start(Some(out_r), Some(err_r), "agent_a", None);
         // The writers stay open, like a grandchild holding the pipes.
         let (transcript, tail) = readers.finish(Duration::from_secs(2), "agent_a").await;
         assert_eq!(transcript.session_id.as_deref(), Some("s1"));
@@ -161,7 +177,7 @@ mod tests {
         let (err_w, err_r) = tokio::io::duplex(1024);
         out_w.write_all(b"not json\n{\"partial\"").await.unwrap();
         drop((out_w, err_w));
-        let readers = Readers::start(Some(out_r), Some(err_r), "agent_a");
+        let readers = Readers::start(Some(out_r), Some(err_r), "agent_a", None);
         let (transcript, tail) = readers.finish(Duration::from_secs(3600), "agent_a").await;
         assert_eq!(transcript, Transcript::default());
         assert_eq!(tail, "");

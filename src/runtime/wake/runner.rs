@@ -148,6 +148,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         ),
         cwd,
         stdin_text: prompt,
+        session: session.clone(),
     });
 
     let mut attempt = match &prepared {
@@ -242,6 +243,28 @@ pub fn panicked(shared: &Arc<Shared>, wake: &PendingWake) {
     finish(shared, wake, WakeStatus::Crashed, -1);
 }
 
+/// Over SSE, the text claude streams is published as it grows (PROTOCOL
+/// §2.7: the accumulated text, only for a message with a business
+/// session). The outbox keeps only the latest of them queued.
+fn partial_publisher(
+    shared: &Arc<Shared>,
+    wake: &PendingWake,
+    session: Option<&str>,
+) -> Option<super::output::OnPartial> {
+    let session = session?.to_string();
+    let shared = shared.clone();
+    let agent_id = wake.agent_id.clone();
+    Some(Box::new(move |text: &str| {
+        if shared.with_live(|l| l.streams_partials) {
+            shared.outbox.push(Outbound::Partial {
+                session_id: session.clone(),
+                agent_id: agent_id.clone(),
+                body: text.to_string(),
+            });
+        }
+    }))
+}
+
 /// The message is done: never run again, and the backend is told how it
 /// ended.
 fn finish(shared: &Arc<Shared>, wake: &PendingWake, status: WakeStatus, exit_code: i64) -> WakeEnd {
@@ -285,6 +308,8 @@ struct Prepared {
     cwd: PathBuf,
     /// The wake prompt, written to claude's stdin (then a newline).
     stdin_text: String,
+    /// The message's business session (for partial texts).
+    session: Option<String>,
 }
 
 async fn run_attempt(
@@ -386,7 +411,12 @@ async fn watch(
     let deadline = now
         .checked_add(s.wake_timeout)
         .unwrap_or(now + Duration::from_secs(MAX_WAKE_TIMEOUT_SEC));
-    let readers = Readers::start(sup.child.stdout.take(), sup.child.stderr.take(), id);
+    let readers = Readers::start(
+        sup.child.stdout.take(),
+        sup.child.stderr.take(),
+        id,
+        partial_publisher(shared, wake, prepared.session.as_deref()),
+    );
     let records = s.paths.wakes_dir();
     let end = match until(shared, deadline, sup.claude_started()).await {
         Ok(Ok(pid)) => {
