@@ -295,3 +295,35 @@ async fn streamed_text_is_published_as_it_grows() {
         );
     }
 }
+
+/// `--transport` on `start` holds for the whole run: a reload of the
+/// config file (which says `ws`) does not switch the daemon back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_lines_transport_survives_a_reload() {
+    let s = setup("ws").await;
+    let _d = Daemon::start_with(&s.home, FAST_TIMING, &["--transport", "sse"]);
+    let _stream = s.backend.next_stream(T).await;
+    let cfg = s.home.path().join(".config/cloudagent/cloudagent.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let tmp = cfg.with_extension("tmp");
+    std::fs::write(&tmp, format!("{text}\n[profiles.default.agents.agent_b]\n")).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    let agent_b = s
+        .home
+        .path()
+        .join(".cloudagent/agents/agent_b/.meta/identity.json");
+    let deadline = std::time::Instant::now() + T;
+    while !agent_b.is_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.backend.ws_attempts(),
+        0,
+        "no WebSocket attempt after the reload"
+    );
+}

@@ -10,7 +10,7 @@ use crate::paths::{Home, ProfileName};
 use crate::reconcile::{self, Context, lock as apply_lock, render};
 use crate::runtime::delivery::ledger::Ledger;
 use crate::runtime::lock::{self, LockError, PidFile};
-use crate::runtime::settings::{OneShotTls, Settings};
+use crate::runtime::settings::{CliOverrides, OneShotTls, Settings};
 use crate::runtime::timing::Timing;
 use crate::runtime::transport::tls;
 use crate::runtime::wake::command::child_environment;
@@ -101,12 +101,10 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
             Err(e) => return fail(&e),
         },
     };
-    if args.insecure {
-        settings.insecure = true;
-    }
-    if let Some(t) = transport {
-        settings.transport = t;
-    }
+    settings.apply_cli(CliOverrides {
+        insecure: args.insecure,
+        transport,
+    });
     if let Err(e) = settings.apply_env_overrides() {
         return usage(&e);
     }

@@ -262,6 +262,7 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
             s.apply_env_overrides()?;
             s.config_digest = digest;
             // What the command line fixed for this run stays.
+            s.apply_cli(old.cli);
             s.socket = old.socket.clone();
             if s.workspace_root.is_none() {
                 s.workspace_root = old.workspace_root.clone();

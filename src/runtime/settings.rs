@@ -32,6 +32,9 @@ pub struct Settings {
     pub api_key: Secret,
     /// The environment variable holding the key.
     pub api_key_env: Option<String>,
+    /// What the command line of `start` fixed for this run: kept over
+    /// config reloads, which would otherwise put the file's values back.
+    pub cli: CliOverrides,
     /// The file holding the key (watched: a rotated key reconnects).
     pub api_key_file: Option<PathBuf>,
     /// Set when the profile was removed from the config file: the daemon
@@ -70,6 +73,26 @@ pub struct Settings {
     pub config_digest: Option<u64>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
+}
+
+/// `start`'s flags that override the config file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CliOverrides {
+    pub insecure: bool,
+    pub transport: Option<crate::config::Transport>,
+}
+
+impl Settings {
+    /// Put the command line's overrides in force (again, after a reload).
+    pub fn apply_cli(&mut self, cli: CliOverrides) {
+        self.cli = cli;
+        if cli.insecure {
+            self.insecure = true;
+        }
+        if let Some(t) = cli.transport {
+            self.transport = t;
+        }
+    }
 }
 
 /// The transport-security flags of one-shot `start`.
@@ -134,6 +157,7 @@ impl Settings {
             api_key: Secret::new(""),
             api_key_env: None,
             api_key_file: None,
+            cli: CliOverrides::default(),
             parked: None,
             scrub_env: BTreeSet::new(),
             claude_binary: defaults.claude_binary,
