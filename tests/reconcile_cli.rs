@@ -583,14 +583,8 @@ fn rendered_launchd_plist_parses() {
 }
 
 fn rustix_uid() -> u32 {
-    // Same uid the binary sees; read it the portable way for the test.
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    // The uid the binary sees (getuid(2): Linux and macOS alike).
+    rustix::process::getuid().as_raw()
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use real_claude::{ClaudeEnv, find_with, installed, parse_pinned_version, pinned_version};
-use tools::{ToolEnv, ci_is_set, find_tool, require_tool_with};
+use tools::{ToolEnv, ci_is_set, find_tool, os_without, require_tool_with};
 
 const MISSING: &str = "cloudagent-selftest-no-such-tool";
 const PACKAGE: &str = "cloudagent-selftest-pkg";
@@ -92,6 +92,7 @@ fn require_tool_finds_a_tool_on_the_given_path() {
     let env = ToolEnv {
         path: Some(dir.path().as_os_str().to_owned()),
         ci: true,
+        os: "linux".into(),
     };
     assert_eq!(
         require_tool_with("tool", PACKAGE, &env, "t"),
@@ -104,6 +105,7 @@ fn require_tool_without_ci_returns_none_for_a_missing_tool() {
     let env = ToolEnv {
         path: Some(tempdir().path().as_os_str().to_owned()),
         ci: false,
+        os: "linux".into(),
     };
     let test = tools::current_test();
     assert_eq!(require_tool_with(MISSING, PACKAGE, &env, &test), None);
@@ -114,6 +116,7 @@ fn require_tool_with_ci_panics_naming_the_package() {
     let env = ToolEnv {
         path: Some(tempdir().path().as_os_str().to_owned()),
         ci: true,
+        os: "linux".into(),
     };
     let msg = panic_message(|| {
         require_tool_with(MISSING, PACKAGE, &env, "some_test");
@@ -124,6 +127,34 @@ fn require_tool_with_ci_panics_naming_the_package() {
         )),
         "{msg}"
     );
+}
+
+#[test]
+fn a_tool_that_cannot_exist_on_this_os_is_skipped_even_under_ci() {
+    let env = |os: &str| ToolEnv {
+        path: Some(tempdir().path().as_os_str().to_owned()),
+        ci: true,
+        os: os.into(),
+    };
+    assert_eq!(
+        require_tool_with("systemd-analyze", "systemd", &env("macos"), "t"),
+        None,
+        "no package can provide systemd-analyze on macOS: a skip, not a failure"
+    );
+    let msg = panic_message(|| {
+        require_tool_with("systemd-analyze", "systemd", &env("linux"), "t");
+    });
+    assert!(msg.contains("install the Debian package systemd"), "{msg}");
+    let msg = panic_message(|| {
+        require_tool_with(MISSING, PACKAGE, &env("macos"), "t");
+    });
+    assert!(
+        msg.contains(PACKAGE),
+        "other tools still fail on macOS: {msg}"
+    );
+    assert_eq!(os_without("/usr/bin/systemctl", "macos"), Some("Linux"));
+    assert_eq!(os_without("systemd-analyze", "linux"), None);
+    assert_eq!(os_without("python3", "macos"), None);
 }
 
 /// Run by the two tests below as a subprocess of this test binary.

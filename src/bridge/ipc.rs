@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,12 +73,13 @@ impl Server {
                     continue;
                 }
             };
-            match stream.peer_cred() {
-                Ok(cred) if cred.uid() == uid => {}
+            // SO_PEERCRED or getpeereid (docs/PLATFORMS.md).
+            match crate::platform::peer_credentials(stream.as_fd()) {
+                Ok(cred) if cred.uid == uid => {}
                 Ok(cred) => {
                     tracing::warn!(
                         "rejected a bridge connection from uid {} (daemon runs as uid {uid})",
-                        cred.uid()
+                        cred.uid
                     );
                     continue;
                 }

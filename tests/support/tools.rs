@@ -1,6 +1,8 @@
 //! System tools the tests run (`systemd-analyze`, `python3`): found on PATH,
 //! never installed by the tests. A missing tool skips the test with a
-//! visible `SKIPPED:` line, or fails it when `CI` is set (README.md, "Tests").
+//! visible `SKIPPED:` line, or fails it when `CI` is set (README.md, "Tests")
+//! — unless the tool cannot exist on this OS at all (systemd's tools on
+//! macOS): CI could not install it either, so that is always a skip.
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
@@ -16,6 +18,8 @@ pub struct ToolEnv {
     pub path: Option<OsString>,
     /// Whether `CI` is set: a missing tool then fails the test.
     pub ci: bool,
+    /// The OS the tests run on (`std::env::consts::OS`).
+    pub os: String,
 }
 
 impl ToolEnv {
@@ -23,6 +27,7 @@ impl ToolEnv {
         Self {
             path: std::env::var_os("PATH"),
             ci: ci_is_set(std::env::var_os("CI").as_deref()),
+            os: std::env::consts::OS.to_string(),
         }
     }
 }
@@ -48,12 +53,27 @@ pub fn require_tool_with(name: &str, package: &str, env: &ToolEnv, test: &str) -
     if let Some(found) = find_tool(name, env.path.as_deref()) {
         return Some(found);
     }
+    if let Some(only_on) = os_without(name, &env.os) {
+        skip(
+            test,
+            &format!("{name} does not exist on {} (it is {only_on} only)", env.os),
+        );
+        return None;
+    }
     let why = format!("{name} not found (install the Debian package {package})");
     if env.ci {
         panic!("{test}: {why}; CI is set, so a missing tool fails the test instead of skipping it");
     }
     skip(test, &why);
     None
+}
+
+/// The OS a tool exists on, when that is not `os`: systemd's tools are
+/// Linux only, so on macOS no package provides them.
+pub fn os_without(name: &str, os: &str) -> Option<&'static str> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let systemd = matches!(base, "systemd-analyze" | "systemctl" | "journalctl");
+    (systemd && os != "linux").then_some("Linux")
 }
 
 /// An executable file at `name` if it contains a `/`, else the first one

@@ -306,25 +306,26 @@ mod tests {
         use std::io::BufRead;
         // The leader dies of SIGTERM; its child ignores SIGTERM and, the
         // leader gone, can no longer be reached through the leader's pid.
+        // The child says `ignoring` once its trap is set (an ignored signal
+        // stays ignored across exec), the leader prints the child's pid:
+        // two lines in either order. Portable, no /proc.
         let mut leader = Command::new("sh")
-            .args(["-c", "(trap '' TERM; exec sleep 60) & echo $!; wait"])
+            .args([
+                "-c",
+                "(trap '' TERM; echo ignoring; exec sleep 60) & echo $!; wait",
+            ])
             .stdout(std::process::Stdio::piped())
             .process_group(0)
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(leader.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let member = Proc::current(line.trim().parse().unwrap()).unwrap();
-        // Once it runs `sleep`, it ignores SIGTERM (the trap came first).
-        let cmdline = format!("/proc/{}/cmdline", member.pid);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read(&cmdline).is_ok_and(|c| !c.starts_with(b"sleep"))
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(10));
+        let mut out = std::io::BufReader::new(leader.stdout.take().unwrap());
+        let mut pid = None;
+        for _ in 0..2 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            pid = pid.or(line.trim().parse::<u32>().ok());
         }
+        let member = Proc::current(pid.unwrap()).unwrap();
         stop(
             &[Proc::current(leader.id()).unwrap()],
             &[],
