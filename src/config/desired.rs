@@ -341,7 +341,10 @@ impl Validator<'_, '_> {
                 .map(SecretRef::File);
         }
         if let Some(var) = &rp.api_key_env {
-            if !valid_env_name(var) {
+            // A pasted key can be a valid variable name too: it would then
+            // be shown by plan and status as "environment variable sk_…".
+            let pasted_key = var.to_ascii_lowercase().starts_with("sk_machine_");
+            if !valid_env_name(var) || pasted_key {
                 // Never echo the value: users sometimes paste the key here.
                 self.error(
                     &["profiles", name, "api_key_env"],
