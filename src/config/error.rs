@@ -213,6 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn a_line_holding_a_key_is_hidden_whatever_its_key_name() {
+        // An inline table may go on over lines (TOML 1.1), so a key's value
+        // can sit on a line that names no api_key; a key pasted into
+        // api_key_env is refused, and its line was shown with the error
+        // (the config fuzz target's check, fuzz/README.md).
+        let home = crate::paths::Home::for_tests(std::path::Path::new("/h"));
+        for text in [
+            "[servers]\np = { url = \"http://h\" }\n[profiles]\nx = { server = \"p\", api_key =\n\"sk_machine_inline_secret\", bogus = 1 }\n",
+            "[servers.p]\nurl = \"http://h\"\n[profiles.x]\nserver = \"p\"\napi_key_env = \"sk_machine_pasted_secret\"\n",
+        ] {
+            let err = crate::config::parse(text, PathBuf::from("c.toml"), &home)
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("_secret"), "{err}");
+        }
+    }
+
+    #[test]
     fn problem_display_has_file_line_col_and_caret() {
         let text = "[profiles.fr]\nserver = \"frr\"\n";
         let loc = Locator::new(PathBuf::from("c.toml"), text);

@@ -375,9 +375,59 @@ pub const META_KEYS: [&str; 5] = [
     "message_id",
 ];
 
+/// The payload fields a wake reads, besides [`META_KEYS`].
+const PAYLOAD_KEYS: [&str; 6] = [
+    "session_id",
+    "body",
+    "append_system_prompt",
+    "agent_name",
+    "role",
+    "workspace_slug",
+];
+
+/// A payload's fields that [`DeliverPayload`] reads, each kept only when
+/// it reads as a JSON value; every other field is skipped unread. The frame
+/// parse checked only the payload's syntax (and its head) before the ack,
+/// so a value serde_json cannot hold (a number out of f64 range, nesting
+/// past its depth limit) must cost that one field, not the whole message.
+/// A later duplicate key wins, as in a map.
+struct WakeFields(Fields);
+
+impl<'de> Deserialize<'de> for WakeFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(WakeFieldsVisitor)
+    }
+}
+
+struct WakeFieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for WakeFieldsVisitor {
+    type Value = WakeFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WakeFields, A::Error> {
+        let mut fields = Fields::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !PAYLOAD_KEYS.contains(&key.as_str()) && !META_KEYS.contains(&key.as_str()) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let raw: &'de RawValue = map.next_value()?;
+            match serde_json::from_str(raw.get()) {
+                Ok(v) => fields.insert(key, v),
+                Err(_) => fields.remove(&key),
+            };
+        }
+        Ok(WakeFields(fields))
+    }
+}
+
 impl DeliverPayload {
     pub fn parse(json: &str) -> Result<Self, String> {
-        let p: Fields = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let WakeFields(p) = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let meta = META_KEYS
             .iter()
             .filter_map(|key| {
@@ -527,6 +577,35 @@ mod tests {
             panic!()
         };
         assert_eq!(r.error, Some(ToolError::new("UNKNOWN_ERROR", "")));
+    }
+
+    #[test]
+    fn an_accepted_payload_always_reads_back() {
+        // The frame parse reads only the head of a payload; a number out of
+        // f64 range or nesting past serde_json's limit elsewhere in it made
+        // the wake's read fail after the ack, and the message never ran
+        // (found by the frames fuzz target, fuzz/README.md).
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(
+            r#"{{"type":"deliver","seq":1,"payload":{{"agent_id":"a","message_id":"m","x":1e400,"parent_msg_id":-1e999,"from":{deep},"sender_role":"chief","body":"hi"}}}}"#
+        );
+        let Inbound::Deliver(d) = parse(&text).unwrap() else {
+            panic!()
+        };
+        let p = DeliverPayload::parse(d.payload.get()).unwrap();
+        assert_eq!(p.body, "hi");
+        assert_eq!(
+            p.meta,
+            vec![
+                ("sender_role", "chief".to_string()),
+                ("message_id", "m".to_string())
+            ]
+        );
+        // Later duplicates win, as they did.
+        let p =
+            DeliverPayload::parse(r#"{"body":"a","body":"b","role":"x","role":1e400}"#).unwrap();
+        assert_eq!((p.body.as_str(), p.role), ("b", None));
+        assert!(DeliverPayload::parse("[1]").is_err());
     }
 
     #[test]

@@ -127,6 +127,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn numbers_cross_the_socket_unchanged() {
+        // A tool's result passes through the daemon as a JSON value: a
+        // number must be read exactly (serde_json's `float_roundtrip`), or
+        // its re-encoding differs from what the backend sent (found by the
+        // ipc fuzz target, fuzz/README.md).
+        let line = br#"{"request_id":"ipc_","result":[21e+300,0.1,5e-324,1.7976931348623157e308]}"#;
+        let resp: Response = serde_json::from_slice(line).unwrap();
+        let result = resp.result.clone().unwrap();
+        assert_eq!(result[0].as_f64(), Some(2.1e301));
+        let again: Response = serde_json::from_slice(&serde_json::to_vec(&resp).unwrap()).unwrap();
+        assert_eq!(again.result, Some(result));
+    }
+
+    #[test]
     fn requests_round_trip_and_bad_ones_are_named() {
         let r = Request::ToolCall(ToolCallArgs {
             agent_id: "a".into(),

@@ -114,6 +114,17 @@ impl<'a> LineOut<'a> {
         }
     }
 
+    /// The record of an accepted deliver.
+    fn accept(d: &'a Deliver) -> Self {
+        let mut line = Self::op("accept");
+        line.seq = Some(d.seq);
+        line.mid = Some(&d.message_id);
+        line.wid = d.wake_id.as_deref();
+        line.agent = Some(d.agent_id.as_str());
+        line.payload = Some(d.payload);
+        line
+    }
+
     /// The line, newline included, and where its payload starts in it.
     fn encode(&self) -> (Vec<u8>, usize) {
         // Sized up front: a large payload is then copied once, not through
@@ -124,12 +135,31 @@ impl<'a> LineOut<'a> {
             // an empty record followed by an ack would lose a message.
             crate::runtime::fatal(&format!("cannot encode a journal record: {e}"));
         }
+        // The payload is kept as the backend sent it, and JSON may break
+        // lines between tokens (never inside a string, where a line break
+        // is escaped): as spaces they keep the record one line, of the same
+        // length and the same value. A record split over lines would not
+        // replay, and its message, already acked, would be lost.
+        for b in &mut line {
+            if matches!(*b, b'\n' | b'\r') {
+                *b = b' ';
+            }
+        }
         let payload_start = self
             .payload
             .map_or(line.len(), |p| line.len() - 1 - p.get().len());
         line.push(b'\n');
         (line, payload_start)
     }
+}
+
+/// The journal record [`Ledger::record_deliver`] writes for an accepted
+/// deliver, and where its payload starts in it. Public only for the fuzz
+/// targets (fuzz/README.md), which check that any frame the parser accepts
+/// becomes exactly one line that replays to the same payload.
+#[doc(hidden)]
+pub fn fuzz_accept_record(d: &Deliver) -> (Vec<u8>, usize) {
+    LineOut::accept(d).encode()
 }
 
 /// One journal line, as read back.
@@ -453,13 +483,7 @@ impl Ledger {
             self.write(&line);
             return Decision::WakeDuplicate;
         }
-        let mut line = LineOut::op("accept");
-        line.seq = Some(d.seq);
-        line.mid = Some(&d.message_id);
-        line.wid = d.wake_id.as_deref();
-        line.agent = Some(d.agent_id.as_str());
-        line.payload = Some(d.payload);
-        let at = self.write(&line);
+        let at = self.write(&LineOut::accept(d));
         let wake = PendingWake {
             seq: d.seq,
             agent_id: d.agent_id.clone(),
@@ -893,6 +917,26 @@ mod tests {
             decide(&mut l, &deliver(7, "msg_1", None)),
             Decision::Accept(_)
         ));
+    }
+
+    #[test]
+    fn a_payload_with_line_breaks_is_one_journal_record() {
+        // JSON may have line breaks between tokens, and the payload is
+        // journaled as the backend sent it: it must still replay after a
+        // restart (found by the frames fuzz target, fuzz/README.md).
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let text = "{\"type\":\"deliver\",\"seq\":1,\"payload\":{\"agent_id\":\"a\",\r\n\"message_id\":\"m1\",\n\"body\":\"line\\nbreak\"}}";
+        {
+            let (mut l, _) = Ledger::open(&p).unwrap();
+            assert!(matches!(decide(&mut l, text), Decision::Accept(_)));
+        }
+        let (l, pending) = Ledger::open(&p).unwrap();
+        assert_eq!(
+            pending.iter().map(PendingWake::key).collect::<Vec<_>>(),
+            ["m1"]
+        );
+        assert_eq!(body(&l, &pending[0]), "line\nbreak");
     }
 
     #[test]
