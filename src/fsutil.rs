@@ -172,6 +172,20 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
     }
 
+    /// A value that cannot be encoded stops loudly: an empty file written
+    /// instead (an empty inventory or identity) would be acted on as truth.
+    #[test]
+    #[should_panic(expected = "cannot encode inventory.json")]
+    fn json_that_cannot_be_encoded_is_never_written_as_empty() {
+        struct Broken;
+        impl serde::Serialize for Broken {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("broken"))
+            }
+        }
+        json_pretty("inventory.json", &Broken);
+    }
+
     #[test]
     fn tilde_expansion_and_display() {
         let home = Path::new("/home/u");
