@@ -250,7 +250,7 @@ impl Behaviour {
 
 // ─────────────────────────────────────────────────────── stream builders ──
 // Shapes follow the real claude 2.1.197 stream-json output in
-// /work/shared/fixtures/claude-code-2.1.197/ (trimmed to what matters).
+// tests/fixtures/claude-code-2.1.197/ (trimmed to what matters).
 
 fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()

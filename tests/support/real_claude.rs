@@ -202,7 +202,7 @@ fn lock_tools(repo: &Path) -> File {
 }
 
 /// Environment for claude to talk only to `base_url` (see
-/// shared/fixtures/claude-code-2.1.197/README.md).
+/// tests/fixtures/claude-code-2.1.197/).
 pub fn offline_env(base_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("ANTHROPIC_BASE_URL", base_url.to_string()),
