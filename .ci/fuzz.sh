@@ -45,8 +45,9 @@ sanitizer=${FUZZ_SANITIZER:-none}
 unset CARGO_TARGET_DIR
 
 build_started=$SECONDS
-# 16 codegen units: a much shorter build on 2 cores for a slightly slower
-# run; debug assertions and overflow checks stay on (cargo-fuzz's default).
+# 16 codegen units (cargo-fuzz's default is 1) let the large crates'
+# code generation use both cores, for a slightly slower run; debug
+# assertions and overflow checks stay on (cargo-fuzz's default).
 cargo "${toolchain[@]}" fuzz build --sanitizer "$sanitizer" --codegen-units 16
 echo "fuzz: build took $((SECONDS - build_started)) s"
 
