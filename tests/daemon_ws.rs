@@ -417,7 +417,13 @@ async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once() {
                 == 2
         })
         .await;
-    s.claude.wait_for_calls(1, T).await;
+    // Killed once claude has read its whole prompt (the fake records the
+    // call before it reads stdin; the prompt names the message).
+    s.claude
+        .wait_until(T, "the first prompt read", |c| {
+            c.first().is_some_and(|c| c.stdin_eof)
+        })
+        .await;
     d.signal("KILL");
     d.wait_exit(T).expect("killed");
     // claude is told to stop when its daemon dies (no orphan left running).
