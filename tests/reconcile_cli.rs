@@ -695,3 +695,48 @@ fn plan_lists_the_servers_agents_with_the_toml_to_adopt_them() {
         stdout(&out)
     );
 }
+
+/// The launchd unit's life through the fake `launchctl`: install, update
+/// and removal each call it in the order launchd needs (bootout of the old
+/// job, ignored when absent, then bootstrap of the new plist; bootout and
+/// the plist gone on removal).
+#[test]
+fn launchd_install_update_and_removal_call_launchctl_in_order() {
+    let home = TestHome::new();
+    let log = home.path().join("launchctl.log");
+    home.fake_bin(
+        "launchctl",
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    );
+    let uid = rustix_uid();
+    let label = "chat.cloudagent.daemon.r-d";
+    let plist = home
+        .path()
+        .join(format!("Library/LaunchAgents/{label}.plist"));
+    let apply = |cfg: &str| {
+        home.write_config(cfg);
+        let _ = fs::remove_file(&log);
+        let out = home
+            .cmd()
+            .arg("apply")
+            .env("CLOUDAGENT_SERVICE_PLATFORM", "launchd")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        fs::read_to_string(&log).unwrap_or_default()
+    };
+    let with = |restart: u32| {
+        format!("{ONE_AGENT}\n[profiles.default.service]\nrestart_sec = {restart}\n")
+            .replace("profiles.default", "profiles.r-d")
+    };
+    let bootout = format!("bootout gui/{uid}/{label}\n");
+    let bootstrap = format!("bootstrap gui/{uid} {}\n", plist.display());
+
+    assert_eq!(apply(&with(7)), format!("{bootout}{bootstrap}"), "install");
+    assert!(plist.is_file());
+    assert_eq!(apply(&with(7)), "", "no change, no call");
+    assert_eq!(apply(&with(9)), format!("{bootout}{bootstrap}"), "update");
+    let without = ONE_AGENT.replace("profiles.default", "profiles.r-d");
+    assert_eq!(apply(&without), bootout, "removal");
+    assert!(!plist.exists());
+}
