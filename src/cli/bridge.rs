@@ -44,10 +44,7 @@ pub fn run(args: &BridgeArgs) -> u8 {
         if config.is_chief { "chief" } else { "staff" },
         config.socket.display()
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::current_thread_runtime() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("mcp-bridge: cannot start the async runtime: {e}");

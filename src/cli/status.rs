@@ -50,19 +50,12 @@ pub fn status(args: &StatusArgs) -> u8 {
         Err(c) => return c,
     };
     let paths = home.profile(&profile);
-    let candidate = match read_pid(&paths.pid_file()) {
-        Err(e @ PidFileError::OutOfRange { .. }) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
-        Ok(pid) => Candidate::Pid(pid),
-        Err(_) => Candidate::Corrupt,
+    let candidate = match Named::read(&paths.pid_file()) {
+        Ok(n) => n,
+        Err(code) => return code,
     };
     let socket = socket_for(&home, &profile);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime::current_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -71,7 +64,7 @@ pub fn status(args: &StatusArgs) -> u8 {
     };
     match rt.block_on(running::find(&paths.lock_file(), &socket)) {
         Found::Daemon(pid) => {
-            if let Candidate::Pid(Some(named)) = candidate
+            if let Named::Pid(named) = candidate
                 && named != pid
             {
                 eprintln!(
@@ -91,29 +84,46 @@ pub fn status(args: &StatusArgs) -> u8 {
     }
 }
 
-/// What the PID file said, for the messages of a profile without daemon.
-enum Candidate {
-    Pid(Option<u32>),
-    Corrupt,
+/// What the PID file says: only a candidate, never proof (see `stop`).
+pub enum Named {
+    Missing,
+    Unusable,
+    Pid(u32),
 }
 
-fn not_running(args: &StatusArgs, profile: &ProfileName, candidate: Candidate) -> u8 {
+impl Named {
+    /// Read the PID file; a pid out of range is an error for the user
+    /// (exit 1), never a process to look at.
+    pub fn read(pid_file: &std::path::Path) -> Result<Self, u8> {
+        match read_pid(pid_file) {
+            Err(e @ PidFileError::OutOfRange { .. }) => {
+                eprintln!("Error: {e}");
+                Err(1)
+            }
+            Err(_) => Ok(Self::Unusable),
+            Ok(None) => Ok(Self::Missing),
+            Ok(Some(pid)) => Ok(Self::Pid(pid)),
+        }
+    }
+}
+
+fn not_running(args: &StatusArgs, profile: &ProfileName, candidate: Named) -> u8 {
     let (pid, message) = match candidate {
-        Candidate::Pid(None) => (
+        Named::Missing => (
             None,
             format!("daemon not running for profile '{profile}' (no PID file)"),
         ),
-        Candidate::Corrupt => (
+        Named::Unusable => (
             None,
             format!("daemon stale PID file (corrupt) profile='{profile}'"),
         ),
-        Candidate::Pid(Some(pid)) if alive(pid) => (
+        Named::Pid(pid) if alive(pid) => (
             Some(pid),
             format!(
                 "daemon stale PID file (pid={pid} is not this profile's daemon) profile='{profile}'"
             ),
         ),
-        Candidate::Pid(Some(pid)) => (
+        Named::Pid(pid) => (
             Some(pid),
             format!("daemon stale PID file (pid={pid} not alive) profile='{profile}'"),
         ),

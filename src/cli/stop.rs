@@ -12,8 +12,8 @@ use clap::Args;
 use rustix::process::Signal;
 
 use super::profile::ProfileArg;
-use super::status::{profile_and_home, socket_for};
-use crate::runtime::lock::{PidFileError, alive, read_pid, valid_pid};
+use super::status::{Named, profile_and_home, socket_for};
+use crate::runtime::lock::{alive, valid_pid};
 use crate::runtime::running::{self, Found};
 
 /// Longest accepted `--timeout`: a day.
@@ -36,32 +36,17 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
     }
 }
 
-/// What the PID file says.
-enum Named {
-    Missing,
-    Unusable,
-    Pid(u32),
-}
-
 pub fn stop(args: &StopArgs) -> u8 {
     let (profile, home) = match profile_and_home(&args.profile) {
         Ok(x) => x,
         Err(c) => return c,
     };
     let paths = home.profile(&profile);
-    let named = match read_pid(&paths.pid_file()) {
-        Err(e @ PidFileError::OutOfRange { .. }) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
-        Err(_) => Named::Unusable,
-        Ok(None) => Named::Missing,
-        Ok(Some(pid)) => Named::Pid(pid),
+    let named = match Named::read(&paths.pid_file()) {
+        Ok(n) => n,
+        Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime::current_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: {e}");

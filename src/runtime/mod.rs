@@ -21,6 +21,14 @@ pub mod tool_calls;
 pub mod transport;
 pub mod wake;
 
+/// The single-threaded async runtime of the short-lived processes (`stop`,
+/// `status`, the MCP bridge, the wake supervisor).
+pub fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// An invariant the daemon's promises rest on is broken (a journal write
 /// failed after an ack may depend on it, a lock was poisoned): say so and
 /// exit 1 instead of going on with a default. The service manager restarts

@@ -58,10 +58,7 @@ pub fn run(lifeline_fd: i32, grace: Duration, command: &[OsString]) -> u8 {
             "{NAME}: cannot become a child subreaper ({e}); processes that leave claude's group may outlive the wake"
         );
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime::current_thread_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{NAME}: cannot start the async runtime: {e}");
