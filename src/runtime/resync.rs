@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::reload::apply_local;
 use super::shared::Shared;
-use super::timing::Backoff;
+use super::timing::{Backoff, jitter};
 use crate::config;
 
 pub async fn run(shared: Arc<Shared>) {
@@ -31,7 +31,7 @@ pub async fn run(shared: Arc<Shared>) {
         let delay = if failed {
             retry.next_delay()
         } else {
-            jitter(every)
+            jitter(every, 0.1)
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -61,10 +61,4 @@ async fn resync_once(shared: &Arc<Shared>) -> Result<(), String> {
     apply_local(shared, desired, "resync")
         .await
         .inspect_err(|e| tracing::warn!("resync: {e}; retrying"))
-}
-
-/// ±10%, so daemons started together do not resync in lockstep.
-fn jitter(d: Duration) -> Duration {
-    let r = (uuid::Uuid::new_v4().as_u128() % 201) as f64 / 1000.0; // 0.0..=0.2
-    d.mul_f64(0.9 + r)
 }

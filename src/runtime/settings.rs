@@ -30,8 +30,6 @@ pub struct Settings {
     pub transport: Transport,
     pub insecure: bool,
     pub api_key: Secret,
-    /// The environment variable holding the key.
-    pub api_key_env: Option<String>,
     /// What the command line of `start` fixed for this run: kept over
     /// config reloads, which would otherwise put the file's values back.
     pub cli: CliOverrides,
@@ -155,7 +153,6 @@ impl Settings {
             transport: Transport::Auto,
             insecure: false,
             api_key: Secret::new(""),
-            api_key_env: None,
             api_key_file: None,
             cli: CliOverrides::default(),
             parked: None,
@@ -207,12 +204,12 @@ impl Settings {
             .api_key
             .resolve()
             .map_err(|e| format!("profiles.{profile}: {e}"))?;
-        if let SecretRef::File(file) = &p.api_key {
-            s.api_key_file = Some(file.clone());
-        }
-        if let SecretRef::Env(var) = &p.api_key {
-            s.api_key_env = Some(var.clone());
-            s.scrub_env.insert(var.clone());
+        match &p.api_key {
+            SecretRef::File(file) => s.api_key_file = Some(file.clone()),
+            SecretRef::Env(var) => {
+                s.scrub_env.insert(var.clone());
+            }
+            SecretRef::Inline(_) => {}
         }
         s.claude_binary = desired.daemon.claude_binary.clone();
         s.permission_mode = desired.daemon.permission_mode;

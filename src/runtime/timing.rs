@@ -116,14 +116,15 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let d = self.current;
         self.current = (self.current * 2).min(self.max);
-        jitter(d)
+        jitter(d, 0.2)
     }
 }
 
-fn jitter(d: Duration) -> Duration {
-    // ±20%, from a cheap random source: uuid's v4 is already a dependency.
-    let r = (uuid::Uuid::new_v4().as_u128() % 401) as f64 / 1000.0; // 0.0..=0.4
-    d.mul_f64(0.8 + r)
+/// `d` ± `spread` (a fraction), so that daemons started together do not act
+/// in lockstep. A cheap random source: uuid's v4 is already a dependency.
+pub fn jitter(d: Duration, spread: f64) -> Duration {
+    let r = (uuid::Uuid::new_v4().as_u128() % 1001) as f64 / 1000.0; // 0.0..=1.0
+    d.mul_f64(1.0 - spread + 2.0 * spread * r)
 }
 
 #[cfg(test)]
