@@ -232,11 +232,9 @@ fn from_files(
     let path = config::resolve_path(config_flag, home);
     let legacy = home.profile(profile).legacy_config_file();
     if explicit || path.exists() {
-        let digest = crate::runtime::settings::file_digest(&path);
         let desired = config::load(&path, home).map_err(|e| e.to_string())?;
         if desired.profile(profile).is_some() || explicit || !legacy.exists() {
-            let mut s = Settings::from_desired(&desired, profile, home.clone(), exe.to_path_buf())?;
-            s.config_digest = digest;
+            let s = Settings::from_desired(&desired, profile, home.clone(), exe.to_path_buf())?;
             return Ok((s, Some(desired)));
         }
     }

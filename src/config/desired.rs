@@ -20,6 +20,9 @@ pub struct Desired {
     /// The config file as the user named it (absolute, symlinks not resolved,
     /// so a nix symlink swap is followed).
     pub source: PathBuf,
+    /// A digest of the text this was parsed from ([`super::digest`]): a
+    /// running daemon tells by it whether its file changed since.
+    pub digest: u64,
     pub daemon: DaemonSettings,
     pub profiles: BTreeMap<ProfileName, Profile>,
     /// Accepted but worth telling the user (e.g. an inline API key).
@@ -135,6 +138,7 @@ pub fn validate(
             daemon,
             profiles,
             warnings: v.warnings,
+            digest: 0,
         })
     } else {
         Err(v.problems)

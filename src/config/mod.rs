@@ -63,7 +63,17 @@ pub fn parse(text: &str, path: PathBuf, home: &Home) -> Result<Desired, ConfigEr
         let offset = e.span().map(|s| s.start);
         ConfigError::Invalid(vec![loc.at_offset(offset, clean_toml_message(e.message()))])
     })?;
-    desired::validate(raw, path, home, &loc).map_err(ConfigError::Invalid)
+    let mut desired = desired::validate(raw, path, home, &loc).map_err(ConfigError::Invalid)?;
+    desired.digest = digest(text.as_bytes());
+    Ok(desired)
+}
+
+/// A digest of a config file's bytes, to tell whether it changed.
+pub fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// toml's messages are one line each but some carry trailing newlines or

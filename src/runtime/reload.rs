@@ -216,8 +216,6 @@ pub async fn apply_local(
     result
 }
 
-const GONE: &str = "this daemon's profile is gone from ";
-
 /// The daemon's profile is not in the config file (any more).
 struct Gone(PathBuf);
 
@@ -225,7 +223,7 @@ impl std::fmt::Display for Gone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{GONE}{}: the daemon takes no work and stays disconnected until the profile is back (`apply` removes its service unit, which stops it)",
+            "this daemon's profile is gone from {}: the daemon takes no work and stays disconnected until the profile is back (`apply` removes its service unit, which stops it)",
             self.0.display()
         )
     }
@@ -234,54 +232,55 @@ impl std::fmt::Display for Gone {
 /// Park the daemon: keep everything as it is, but disconnected and taking
 /// no new wake, until a reload finds the profile again. Never falls back to
 /// the original's config.json while a config file exists.
-fn park(shared: &Arc<Shared>, old: &Settings, why: String, digest: Option<u64>) {
+fn park(shared: &Arc<Shared>, old: &Settings, why: String, digest: u64) {
     if old.parked.as_deref() != Some(why.as_str()) {
         tracing::warn!("{why}");
     }
     let mut parked = old.clone();
     parked.parked = Some(why);
-    parked.config_digest = digest;
+    parked.config_digest = Some(digest);
     shared.replace_settings(parked);
     shared.with_live(|l| l.config_error = None);
+}
+
+/// The settings of the new file, keeping what the command line fixed.
+fn reloaded_settings(desired: &config::Desired, old: &Settings) -> Result<Settings, String> {
+    let mut s = Settings::from_desired(desired, &old.profile, old.home.clone(), old.exe.clone())?;
+    s.apply_env_overrides()?;
+    s.apply_cli(old.cli);
+    s.socket = old.socket.clone();
+    if s.workspace_root.is_none() {
+        s.workspace_root = old.workspace_root.clone();
+    }
+    Ok(s)
+}
+
+/// A new file that cannot be used: said in the log and by `status` (never
+/// with a key in it); the running configuration stays.
+fn not_used(shared: &Shared, path: &Path, e: String) {
+    let e = crate::redact::secrets(&e).into_owned();
+    tracing::error!(
+        "the new configuration in {} is not used: {e}",
+        path.display()
+    );
+    shared.with_live(|l| l.config_error = Some(e));
 }
 
 /// Load, validate and apply the config file; on any problem keep the
 /// running configuration and say why.
 pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Path) {
     let old = shared.settings();
-    let home = old.home.clone();
-    let digest = file_digest(path);
-    let loaded = config::load(path, &home)
-        .map_err(|e| e.to_string())
-        .and_then(|desired| {
-            if desired.profile(&old.profile).is_none() {
-                return Err(Gone(desired.source.clone()).to_string());
-            }
-            let mut s =
-                Settings::from_desired(&desired, &old.profile, home.clone(), old.exe.clone())?;
-            s.apply_env_overrides()?;
-            s.config_digest = digest;
-            // What the command line fixed for this run stays.
-            s.apply_cli(old.cli);
-            s.socket = old.socket.clone();
-            if s.workspace_root.is_none() {
-                s.workspace_root = old.workspace_root.clone();
-            }
-            Ok((desired, s))
-        });
-    let (desired, new) = match loaded {
-        Ok(x) => x,
-        Err(e) if e.starts_with(GONE) => return park(shared, &old, e, digest),
-        Err(e) => {
-            // Shown in the log and by `status`: never with a key in it.
-            let e = crate::redact::secrets(&e).into_owned();
-            tracing::error!(
-                "the new configuration in {} is not used: {e}",
-                path.display()
-            );
-            shared.with_live(|l| l.config_error = Some(e));
-            return;
+    let desired = match config::load(path, &old.home).map_err(|e| e.to_string()) {
+        Ok(d) if d.profile(&old.profile).is_none() => {
+            let why = Gone(d.source.clone()).to_string();
+            return park(shared, &old, why, d.digest);
         }
+        Ok(d) => d,
+        Err(e) => return not_used(shared, path, e),
+    };
+    let new = match reloaded_settings(&desired, &old) {
+        Ok(s) => s,
+        Err(e) => return not_used(shared, path, e),
     };
     // The same plan/apply as `apply`, for this profile's local resources.
     if let Err(e) = apply_local(shared, desired, "config reload").await {

@@ -65,9 +65,9 @@ pub struct Settings {
     pub agents: BTreeMap<AgentId, Agent>,
     /// The config file this came from, when there is one (watched).
     pub config_file: Option<PathBuf>,
-    /// The content these settings were loaded from, as
-    /// [`file_digest`] saw it just before loading: the watcher compares
-    /// against it, so a change that lands before it starts is not lost.
+    /// The digest of the text these settings were loaded from: the watcher
+    /// compares against it, so a change that lands before it starts is not
+    /// lost.
     pub config_digest: Option<u64>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
@@ -223,6 +223,7 @@ impl Settings {
         s.max_frame_mib = p.server.max_frame_mib;
         s.agents = p.agents.clone();
         s.config_file = Some(desired.source.clone());
+        s.config_digest = Some(desired.digest);
         Ok(s)
     }
 
@@ -296,48 +297,5 @@ impl Settings {
 /// A digest of a file's content (None when unreadable), to tell whether it
 /// changed since settings were loaded from it.
 pub fn file_digest(path: &std::path::Path) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let bytes = std::fs::read(path).ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    Some(h.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings_for(extra_server: &str, extra_profile: &str) -> Settings {
-        let home = Home::for_tests(Path::new("/home/u"));
-        let text = format!(
-            "[servers.p]\nurl = \"https://x\"\n{extra_server}\n[profiles.default]\nserver = \"p\"\napi_key = \"sk_machine_t\"\n{extra_profile}\n"
-        );
-        let desired = crate::config::parse(&text, PathBuf::from("/c.toml"), &home).unwrap();
-        let profile = ProfileName::default_profile();
-        Settings::from_desired(&desired, &profile, home, PathBuf::from("/bin/x")).unwrap()
-    }
-
-    #[test]
-    fn limits_and_allowed_workdirs_reach_the_runtime() {
-        let s = settings_for(
-            "max_frame_mib = 64",
-            "allowed_workdirs = [\"~/code\", \"/srv/agents\"]\nmax_server_agents = 0\nworkspace_access = \"shared\"",
-        );
-        assert_eq!(s.max_frame_mib, 64);
-        assert_eq!(s.max_server_agents, 0);
-        assert_eq!(s.workspace_access, WorkspaceAccess::Shared);
-        assert_eq!(
-            s.allowed_workdirs,
-            Some(vec![
-                PathBuf::from("/home/u/code"),
-                PathBuf::from("/srv/agents")
-            ])
-        );
-
-        let s = settings_for("", "");
-        assert_eq!(s.max_frame_mib, 16);
-        assert_eq!(s.max_server_agents, 200);
-        assert_eq!(s.workspace_access, WorkspaceAccess::Private);
-        assert_eq!(s.allowed_workdirs, None);
-    }
+    std::fs::read(path).ok().map(|b| crate::config::digest(&b))
 }
