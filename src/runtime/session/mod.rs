@@ -80,33 +80,17 @@ pub async fn run(
         }
         shared.with_live(|l| l.connection = Connection::Connecting);
         let kind = choice.pick(&settings, shared.timing.ws_retry);
+        let link = Link {
+            kind,
+            label: choice.describe(&settings, kind),
+            shared: &shared,
+            scheduler: &scheduler,
+            settings_rx: &mut settings_rx,
+            settings: &settings,
+        };
         let attempt = match kind {
-            Kind::Ws => {
-                let open = handshake::ws(&shared, &settings, &mut startup);
-                session(
-                    open,
-                    &choice,
-                    kind,
-                    &shared,
-                    &scheduler,
-                    &mut settings_rx,
-                    &settings,
-                )
-                .await
-            }
-            Kind::Sse => {
-                let open = handshake::sse(&shared, &settings, &mut startup);
-                session(
-                    open,
-                    &choice,
-                    kind,
-                    &shared,
-                    &scheduler,
-                    &mut settings_rx,
-                    &settings,
-                )
-                .await
-            }
+            Kind::Ws => session(handshake::ws(&shared, &settings, &mut startup), link).await,
+            Kind::Sse => session(handshake::sse(&shared, &settings, &mut startup), link).await,
         };
         let mut floor = None;
         let ended = match attempt {
@@ -177,16 +161,30 @@ pub async fn run(
 
 /// Open a session over one transport and pump it until it ends. A
 /// settings change during the handshake reconnects at once.
+/// What one session over either transport needs.
+struct Link<'a> {
+    kind: Kind,
+    /// The transport, and for `auto` why it was chosen (log and `status`).
+    label: String,
+    shared: &'a Arc<Shared>,
+    scheduler: &'a Arc<Scheduler>,
+    settings_rx: &'a mut watch::Receiver<Arc<Settings>>,
+    settings: &'a Settings,
+}
+
 async fn session<R: FrameReader, W: FrameWriter>(
     open: impl Future<Output = Result<Established<R, W>, Failure>>,
-    choice: &choice::Choice,
-    kind: Kind,
-    shared: &Arc<Shared>,
-    scheduler: &Arc<Scheduler>,
-    settings_rx: &mut watch::Receiver<Arc<Settings>>,
-    settings: &Settings,
+    link: Link<'_>,
 ) -> Result<Ended, Failure> {
-    let link = tokio::select! {
+    let Link {
+        kind,
+        label,
+        shared,
+        scheduler,
+        settings_rx,
+        settings,
+    } = link;
+    let established = tokio::select! {
         r = open => r?,
         () = reconnect_needed(settings_rx, settings) => {
             tracing::info!("the server settings changed during the handshake: reconnecting");
@@ -194,13 +192,12 @@ async fn session<R: FrameReader, W: FrameWriter>(
         }
         () = shared.cancel.cancelled() => return Err(Failure::Shutdown),
     };
-    let label = choice.describe(settings, kind);
     tracing::info!("transport: {label}");
     shared.with_live(|l| {
         l.transport = Some(label);
         l.streams_partials = kind == Kind::Sse;
     });
-    Ok(pump::run(link, shared, scheduler, settings_rx, settings).await)
+    Ok(pump::run(established, shared, scheduler, settings_rx, settings).await)
 }
 
 /// Whether a connection made with `old` must be made again with `new`.
