@@ -13,39 +13,21 @@ use std::time::Duration;
 use cloudagent_daemon::bridge::ipc::{self, ClientError};
 use cloudagent_daemon::protocol::ipc::{Request, ToolCallArgs};
 use serde_json::{Value, json};
-use support::TestHome;
-use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Conn, FakeBackend, deliver, frame_type};
-use support::fake_claude::{Behaviour, FakeClaude};
+use support::fake_backend::{deliver, frame_type};
+use support::fake_claude::Behaviour;
+use support::scenario::{Connected, Scenario};
 
 const T: Duration = Duration::from_secs(15);
 
-struct Setup {
-    home: TestHome,
-    backend: FakeBackend,
-    claude: FakeClaude,
-    _daemon: Daemon,
-    conn: Conn,
-}
+type Setup = Connected;
 
 /// A daemon with a staff agent `agent_s` and a chief `agent_c`, connected.
 async fn setup() -> Setup {
-    let home = TestHome::new();
-    let backend = FakeBackend::start().await;
-    let claude = FakeClaude::install(&home.bin_dir());
-    let mut cfg = DaemonConfig::new(&backend.url(), &["agent_s"]);
-    cfg.extra = "\n[profiles.default.agents.agent_c]\nname = \"Chief\"\nchief = true\n".into();
-    home.write_config(&cfg.render(&home));
-    let daemon = Daemon::start(&home, FAST_TIMING);
-    let mut conn = backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
-    Setup {
-        home,
-        backend,
-        claude,
-        _daemon: daemon,
-        conn,
-    }
+    let s = Scenario::with_config(&["agent_s"], |cfg| {
+        cfg.extra = "\n[profiles.default.agents.agent_c]\nname = \"Chief\"\nchief = true\n".into();
+    })
+    .await;
+    s.started().await
 }
 
 impl Setup {
@@ -226,7 +208,7 @@ async fn a_tool_call_that_timed_out_offline_is_never_sent_later() {
         home,
         backend,
         claude,
-        _daemon,
+        daemon: _daemon,
         mut conn,
     } = s;
     claude.script(1, Behaviour::ok("sid-o", "done").wait_release());

@@ -9,20 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::TestHome;
-use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{Conn, FakeBackend, deliver, frame, frame_type};
-use support::fake_claude::FakeClaude;
+use support::daemon::DaemonConfig;
+use support::fake_backend::{deliver, frame, frame_type};
+use support::scenario::{Connected, Scenario};
 
 const T: Duration = Duration::from_secs(15);
 
-struct Setup {
-    home: TestHome,
-    backend: FakeBackend,
-    claude: FakeClaude,
-    daemon: Daemon,
-    conn: Conn,
-}
+type Setup = Connected;
 
 async fn setup(extra: &str) -> Setup {
     setup_with(|cfg| cfg.extra = extra.to_string()).await
@@ -35,22 +28,8 @@ async fn setup_profile(lines: &str) -> Setup {
 }
 
 async fn setup_with(edit: impl FnOnce(&mut DaemonConfig)) -> Setup {
-    let home = TestHome::new();
-    let backend = FakeBackend::start().await;
-    let claude = FakeClaude::install(&home.bin_dir());
-    let mut cfg = DaemonConfig::new(&backend.url(), &[]);
-    edit(&mut cfg);
-    home.write_config(&cfg.render(&home));
-    let daemon = Daemon::start(&home, FAST_TIMING);
-    let mut conn = backend.next_connection(T).await;
-    conn.recv_type("resume", T).await;
-    Setup {
-        home,
-        backend,
-        claude,
-        daemon,
-        conn,
-    }
+    let s = Scenario::with_config(&[], edit).await;
+    s.started().await
 }
 
 fn assign(agent: &str, root: &str) -> Value {

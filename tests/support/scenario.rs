@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::TestHome;
-use super::daemon::{Daemon, DaemonConfig};
+use super::daemon::{Daemon, DaemonConfig, FAST_TIMING};
 use super::fake_backend::{Conn, FakeBackend};
 use super::fake_claude::FakeClaude;
 
@@ -23,11 +23,18 @@ impl Scenario {
     /// `agents` declared in the default profile, `daemon_section` added to
     /// `[daemon]`.
     pub async fn new(agents: &[&str], daemon_section: &str) -> Self {
+        let daemon_section = daemon_section.to_string();
+        Self::with_config(agents, move |cfg| cfg.daemon_section = daemon_section).await
+    }
+
+    /// `agents` declared in the default profile, the rest of the config as
+    /// `edit` makes it.
+    pub async fn with_config(agents: &[&str], edit: impl FnOnce(&mut DaemonConfig)) -> Self {
         let home = TestHome::new();
         let backend = FakeBackend::start().await;
         let claude = FakeClaude::install(&home.bin_dir());
         let mut cfg = DaemonConfig::new(&backend.url(), agents);
-        cfg.daemon_section = daemon_section.to_string();
+        edit(&mut cfg);
         home.write_config(&cfg.render(&home));
         Self {
             claude,
@@ -42,5 +49,35 @@ impl Scenario {
         let mut conn = self.backend.next_connection(T).await;
         conn.recv_type("resume", T).await;
         (d, conn)
+    }
+}
+
+/// A scenario whose daemon is running and connected (fields drop in the
+/// same order as [`Scenario`]'s, the daemon last).
+pub struct Connected {
+    pub claude: FakeClaude,
+    pub backend: FakeBackend,
+    pub home: TestHome,
+    pub daemon: Daemon,
+    pub conn: Conn,
+}
+
+impl Scenario {
+    /// Start the daemon with the fast test timing and wait for its
+    /// handshake.
+    pub async fn started(self) -> Connected {
+        let (daemon, conn) = self.connect(FAST_TIMING).await;
+        let Self {
+            claude,
+            backend,
+            home,
+        } = self;
+        Connected {
+            claude,
+            backend,
+            home,
+            daemon,
+            conn,
+        }
     }
 }
