@@ -49,8 +49,7 @@ fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
+    use crate::logging::test_sink::Sink;
 
     #[test]
     fn control_characters_are_escaped() {
@@ -59,27 +58,11 @@ mod tests {
         assert_eq!(out, "a\\nFAKE\\r\\u{1b}[2J\\u{85}\\u{2028}\tok é");
     }
 
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn every_event_is_one_line() {
         use tracing_subscriber::layer::SubscriberExt;
         let sink = Sink::default();
-        let writer = {
-            let sink = sink.clone();
-            move || sink.clone()
-        };
+        let writer = sink.make_writer();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
@@ -93,7 +76,7 @@ mod tests {
             let span = tracing::info_span!("wake", agent = id);
             span.in_scope(|| tracing::info!("inside"));
         });
-        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let out = sink.text();
         assert_eq!(out.lines().count(), 3, "{out}");
         assert!(out.lines().all(|l| !l.starts_with("FAKE")), "{out}");
         assert!(out.contains("message m1\\nFAKE LOG LINE done"), "{out}");

@@ -13,6 +13,8 @@ mod escape;
 mod file;
 mod filter;
 mod redacting;
+#[cfg(test)]
+mod test_sink;
 
 use std::io::IsTerminal;
 use std::path::Path;

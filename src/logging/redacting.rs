@@ -88,27 +88,7 @@ impl<W: Write> Drop for RedactingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    /// Records each write it receives separately.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
-
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().push(buf.to_vec());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Sink {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().concat()).unwrap()
-        }
-    }
+    use crate::logging::test_sink::Sink;
 
     #[test]
     fn a_key_split_over_writes_is_still_redacted() {
@@ -144,10 +124,7 @@ mod tests {
     fn fmt_layer_events_go_through_the_writer() {
         use tracing_subscriber::layer::SubscriberExt;
         let sink = Sink::default();
-        let writer = {
-            let sink = sink.clone();
-            move || sink.clone()
-        };
+        let writer = sink.make_writer();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
