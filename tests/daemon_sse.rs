@@ -208,20 +208,25 @@ async fn auto_falls_back_to_sse_when_the_upgrade_gets_404() {
     }
 }
 
+/// The daemon exits non-zero saying the key was refused, as over WebSocket.
+fn stops_with_the_key_message(home: &TestHome) {
+    let mut d = Daemon::start(home, FAST_TIMING);
+    let status = d.wait_exit(T).expect("the daemon should stop on 401");
+    assert!(!status.success());
+    assert!(
+        d.output(home)
+            .contains("rejected the machine API key (HTTP 401)"),
+        "{}",
+        d.output(home)
+    );
+}
+
 /// `auto`: a 401 on the upgrade is terminal; SSE is not tried.
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_stops_on_401_without_trying_sse() {
     let s = setup("auto").await;
     s.backend.set_ws_status(401);
-    let mut d = Daemon::start(&s.home, FAST_TIMING);
-    let status = d.wait_exit(T).expect("the daemon should stop on 401");
-    assert!(!status.success());
-    assert!(
-        d.output(&s.home)
-            .contains("rejected the machine API key (HTTP 401)"),
-        "{}",
-        d.output(&s.home)
-    );
+    stops_with_the_key_message(&s.home);
     assert_eq!(s.backend.posts().len(), 0, "{:?}", s.backend.posts());
 }
 
@@ -231,15 +236,7 @@ async fn auto_stops_on_401_without_trying_sse() {
 async fn sse_401_on_ready_is_terminal() {
     let s = setup("sse").await;
     s.backend.fail_ready(401);
-    let mut d = Daemon::start(&s.home, FAST_TIMING);
-    let status = d.wait_exit(T).expect("the daemon should stop on 401");
-    assert!(!status.success());
-    assert!(
-        d.output(&s.home)
-            .contains("rejected the machine API key (HTTP 401)"),
-        "{}",
-        d.output(&s.home)
-    );
+    stops_with_the_key_message(&s.home);
 }
 
 /// Heartbeats are POSTed `{}` while connected.

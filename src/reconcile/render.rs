@@ -17,34 +17,9 @@ pub fn text(plan: &Plan, warnings: &[Problem], home: &Path) -> String {
     for w in warnings {
         let _ = writeln!(out, "Warning: {w}\n");
     }
-    for w in &plan.warnings {
-        let _ = writeln!(
-            out,
-            "Warning: {}: {}",
-            w.resource,
-            tilde_all(&w.message, home)
-        );
-    }
-    if !plan.warnings.is_empty() {
-        out.push('\n');
-    }
-    for n in &plan.notes {
-        let _ = writeln!(out, "Note: {}: {}", n.resource, tilde_all(&n.message, home));
-    }
-    if !plan.notes.is_empty() {
-        out.push('\n');
-    }
-    for e in &plan.errors {
-        let _ = writeln!(
-            out,
-            "Error: {}: {}",
-            e.resource,
-            tilde_all(&e.message, home)
-        );
-    }
-    if !plan.errors.is_empty() {
-        out.push('\n');
-    }
+    messages(&mut out, "Warning", &plan.warnings, home);
+    messages(&mut out, "Note", &plan.notes, home);
+    messages(&mut out, "Error", &plan.errors, home);
     server_agents_text(&mut out, plan);
     if !plan.has_changes() {
         out.push_str("No changes.");
@@ -64,6 +39,21 @@ pub fn text(plan: &Plan, warnings: &[Problem], home: &Path) -> String {
     }
     let _ = writeln!(out, "{}", summary_line(plan.summary()));
     out
+}
+
+/// One line per message, `<kind>: <resource>: <text>`, then a blank line.
+fn messages(out: &mut String, kind: &str, list: &[super::plan::Message], home: &Path) {
+    for m in list {
+        let _ = writeln!(
+            out,
+            "{kind}: {}: {}",
+            m.resource,
+            tilde_all(&m.message, home)
+        );
+    }
+    if !list.is_empty() {
+        out.push('\n');
+    }
 }
 
 /// The server's agents the file does not declare, each with the TOML that
