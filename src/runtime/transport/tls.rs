@@ -107,6 +107,32 @@ pub fn tls_error(url: &str, host: &str, err: &rustls::Error) -> ConnectError {
     }
 }
 
+/// The client config of every transport: the system's and webpki's roots
+/// (as tokio-tungstenite builds it for `wss://`), or no certificate check
+/// for `insecure = true`. The roots are loaded once per process, not at
+/// each connection.
+pub fn client_config(insecure: bool) -> Result<rustls::ClientConfig, rustls::Error> {
+    if insecure {
+        return insecure_config();
+    }
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    let roots = ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!("loading the system's root certificates: {e}");
+        }
+        roots.add_parsable_certificates(native.certs);
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Arc::new(roots)
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth())
+}
+
 /// A client config that accepts any certificate (`insecure = true`).
 pub fn insecure_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -75,12 +75,9 @@ pub async fn connect(
         })?;
     request.headers_mut().insert("Authorization", auth);
     let host = request.uri().host().unwrap_or_default().to_string();
-    let connector = match insecure {
-        true => Some(Connector::Rustls(Arc::new(
-            tls::insecure_config().map_err(|e| other(e.to_string()))?,
-        ))),
-        false => None,
-    };
+    let connector = Some(Connector::Rustls(Arc::new(
+        tls::client_config(insecure).map_err(|e| other(e.to_string()))?,
+    )));
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));

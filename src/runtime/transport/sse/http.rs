@@ -4,7 +4,6 @@
 //! docs/PROTOCOL.md, "SSE + POST": 401/403 are terminal, 404, 408, 429 and
 //! 5xx are retried (after `Retry-After` when the server sends one).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -57,26 +56,9 @@ impl Client {
     }
 }
 
-/// rustls with the system's and webpki's roots (as tokio-tungstenite
-/// builds it for `wss://`), or no certificate check for `insecure`; ALPN
-/// offers HTTP/2 first.
+/// The transports' TLS settings, with ALPN offering HTTP/2 first.
 fn tls_config(insecure: bool) -> Result<rustls::ClientConfig, rustls::Error> {
-    let mut config = if insecure {
-        tls::insecure_config()?
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::debug!("loading the system's root certificates: {e}");
-        }
-        roots.add_parsable_certificates(native.certs);
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth()
-    };
+    let mut config = tls::client_config(insecure)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
