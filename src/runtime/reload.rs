@@ -88,29 +88,17 @@ fn key_rotated(shared: &Shared) -> bool {
     let Some(file) = &s.api_key_file else {
         return false;
     };
-    // Not the path: a key pasted into api_key_file would be echoed.
-    let prefix = "api_key_file: ".to_string();
     match SecretRef::File(file.clone()).resolve() {
         Ok(key) if key != s.api_key => true,
         Ok(_) => {
             // Back as it was: the earlier read error no longer holds.
-            shared.with_live(|l| {
-                if l.config_error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(&prefix))
-                {
-                    l.config_error = None;
-                }
-            });
+            shared.with_live(|l| l.key_error = None);
             false
         }
         Err(e) => {
-            let text = format!("{prefix}{e}; the key read before keeps the connection");
-            let new = shared.with_live(|l| {
-                let new = l.config_error.as_deref() != Some(text.as_str());
-                l.config_error = Some(text.clone());
-                new
-            });
+            // Not the path: a key pasted into api_key_file would be echoed.
+            let text = format!("api_key_file: {e}; the key read before keeps the connection");
+            let new = shared.with_live(|l| l.key_error.replace(text.clone()) != Some(text.clone()));
             if new {
                 tracing::error!("{text}");
             }
@@ -291,6 +279,7 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
     shared.replace_settings(new);
     shared.with_live(|l| {
         l.config_error = None;
+        l.key_error = None;
         l.config_loaded_at = Some(crate::protocol::outbound::now_ts());
     });
     tracing::info!("configuration reloaded from {}", path.display());

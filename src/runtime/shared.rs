@@ -56,6 +56,8 @@ pub struct Live {
     pub started_at: String,
     /// Why the last change to the config file was not used, if it was not.
     pub config_error: Option<String>,
+    /// Why the key file cannot be read (the key read before stays in use).
+    pub key_error: Option<String>,
     pub config_loaded_at: Option<String>,
     /// Why the last reconcile of local resources failed, until one works.
     pub reconcile_error: Option<String>,
@@ -131,6 +133,7 @@ impl Shared {
             queued: 0,
             started_at: now_ts(),
             config_error: None,
+            key_error: None,
             config_loaded_at: None,
             reconcile_error: None,
             refusals: BTreeMap::new(),

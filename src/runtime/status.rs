@@ -80,7 +80,7 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         started_at: live.started_at,
         outbox: shared.outbox.len(),
         outbox_dropped: shared.outbox.dropped(),
-        config_error: live.config_error,
+        config_error: live.config_error.or(live.key_error),
         config_loaded_at: live.config_loaded_at,
         reconcile_error: live.reconcile_error,
         refused: live
