@@ -41,28 +41,19 @@ pub struct ObservedProfile {
 }
 
 /// The identity files of `agents` that parse (the daemon wrote them from
-/// the server's `assign`). Bounded: an identity is a few hundred bytes.
+/// the server's `assign`).
 fn read_identities(
     paths: &ProfilePaths,
     agents: &BTreeSet<String>,
 ) -> BTreeMap<String, crate::workspace::Identity> {
-    use std::io::Read;
+    use crate::workspace::{AgentLayout, Identity};
     agents
         .iter()
         .filter_map(|id| {
-            let file = paths
-                .agents_root
-                .join(id)
-                .join(".meta")
-                .join("identity.json");
-            let mut text = Vec::new();
-            std::fs::File::open(file)
-                .ok()?
-                .take(64 * 1024)
-                .read_to_end(&mut text)
-                .ok()?;
-            let identity = serde_json::from_slice(&text).ok()?;
-            Some((id.clone(), identity))
+            let layout = AgentLayout {
+                dir: paths.agents_root.join(id),
+            };
+            Some((id.clone(), Identity::read(&layout.identity())?))
         })
         .collect()
 }

@@ -80,10 +80,7 @@ fn refuse(shared: &Shared, id: &AgentId, source: &str, raw: &str, why: Refusal) 
 
 /// Identity on disk, or the default staff identity.
 fn read_identity(layout: &AgentLayout, id: &AgentId) -> Identity {
-    std::fs::read(layout.identity())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| Identity::default_staff(id.as_str()))
+    Identity::read(&layout.identity()).unwrap_or_else(|| Identity::default_staff(id.as_str()))
 }
 
 /// Materialise a workspace for `assign`.

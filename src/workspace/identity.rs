@@ -30,6 +30,20 @@ fn default_reports_to() -> String {
 }
 
 impl Identity {
+    /// An agent's `.meta/identity.json`, if it reads and parses. Bounded:
+    /// an identity is a few hundred bytes, and the file is ours to trust
+    /// only so far.
+    pub fn read(path: &std::path::Path) -> Option<Self> {
+        use std::io::Read;
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(64 * 1024)
+            .read_to_end(&mut text)
+            .ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     pub fn from_agent(agent: &Agent) -> Self {
         Self {
             agent_id: agent.id.to_string(),
