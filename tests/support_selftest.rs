@@ -1,7 +1,7 @@
 //! Self-tests of the test fakes `support/fake_backend.rs` (WebSocket
 //! backend) and `support/fake_claude.rs` (scripted `claude` executable).
 
-#[path = "support/fake_backend.rs"]
+#[path = "support/fake_backend/mod.rs"]
 mod fake_backend;
 #[path = "support/fake_claude.rs"]
 mod fake_claude;

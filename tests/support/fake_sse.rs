@@ -15,11 +15,13 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+
+use super::fake_backend::http1::{Request, read_request, respond};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -174,54 +176,6 @@ async fn accept(
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-async fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
-    let mut line = String::new();
-    if r.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).await.ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).await.ok()?;
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-async fn respond(tcp: &mut BufReader<TcpStream>, status: u16, body: &str) {
-    let text = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tcp.get_mut().write_all(text.as_bytes()).await;
-}
-
 async fn serve(
     tcp: TcpStream,
     state: Arc<Mutex<State>>,
@@ -290,7 +244,7 @@ async fn stream(mut tcp: BufReader<TcpStream>, req: Request, streams: mpsc::Send
     }
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let conn = Stream {
-        last_event_id: req.headers.get("last-event-id").cloned(),
+        last_event_id: req.header("last-event-id").map(String::from),
         tx,
     };
     if streams.send(conn).await.is_err() {

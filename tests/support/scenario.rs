@@ -19,12 +19,47 @@ pub struct Scenario {
     pub home: TestHome,
 }
 
+/// The transport a scenario's daemon is configured with (the fake backend
+/// speaks both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Ws,
+    Sse,
+}
+
+impl Transport {
+    /// The value of `[servers.X] transport`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
+        }
+    }
+
+    /// The request a session starts with, as the fake backend records it.
+    pub fn handshake_path(self) -> &'static str {
+        match self {
+            Transport::Ws => "/v1/daemon/ws",
+            Transport::Sse => "/v1/daemon/ready",
+        }
+    }
+}
+
 impl Scenario {
     /// `agents` declared in the default profile, `daemon_section` added to
-    /// `[daemon]`.
+    /// `[daemon]`, over WebSocket.
     pub async fn new(agents: &[&str], daemon_section: &str) -> Self {
+        Self::over(Transport::Ws, agents, daemon_section).await
+    }
+
+    /// Like [`Scenario::new`] over the transport `t`.
+    pub async fn over(t: Transport, agents: &[&str], daemon_section: &str) -> Self {
         let daemon_section = daemon_section.to_string();
-        Self::with_config(agents, move |cfg| cfg.daemon_section = daemon_section).await
+        Self::with_config(agents, move |cfg| {
+            cfg.daemon_section = daemon_section;
+            cfg.transport = t.name().to_string();
+        })
+        .await
     }
 
     /// `agents` declared in the default profile, the rest of the config as

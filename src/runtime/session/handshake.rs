@@ -218,14 +218,16 @@ pub async fn sse(
 ) -> Result<Established<sse::Reader, sse::Writer>, Failure> {
     let client = sse::Client::new(&settings.server_url, &settings.api_key, settings.insecure)?;
     let ready = ready(shared, settings, startup).await;
-    let answer = sse::ready(&client, &ready).await?;
+    let answer =
+        within_hello_timeout(shared, "/v1/daemon/ready", sse::ready(&client, &ready)).await?;
     adopt_host(shared, &answer.host_id);
     let last_seq = shared.with_ledger(|l| {
         l.raise_last_seq(answer.last_acked_seq);
         l.last_seq()
     });
     adopt_agents(shared, &answer.agents);
-    let reader = sse::stream(&client, last_seq, settings.max_frame_bytes()).await?;
+    let stream = sse::stream(&client, last_seq, settings.max_frame_bytes());
+    let reader = within_hello_timeout(shared, "/v1/daemon/stream", stream).await?;
     let retry = sse::Retry {
         base: shared.timing.backoff_base,
         max: shared.timing.backoff_max,
@@ -245,6 +247,23 @@ pub async fn sse(
         writer,
         host_id: answer.host_id,
     })
+}
+
+/// `/ready`'s answer and the stream's headers play the part of `hello`
+/// over SSE: a server that never gives them is not waited for longer
+/// than one would be (docs/PROTOCOL.md, "Handshake").
+async fn within_hello_timeout<T>(
+    shared: &Arc<Shared>,
+    what: &str,
+    step: impl Future<Output = Result<T, sse::Failed>>,
+) -> Result<T, Failure> {
+    let limit = shared.timing.hello_timeout;
+    match tokio::time::timeout(limit, step).await {
+        Ok(r) => r.map_err(Failure::from),
+        Err(_) => Err(Failure::Other(format!(
+            "no answer to {what} within {limit:?}"
+        ))),
+    }
 }
 
 /// The agents `/ready` says are bound here go through the same queue and

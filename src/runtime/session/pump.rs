@@ -59,11 +59,11 @@ pub(crate) async fn run<R: FrameReader, W: FrameWriter>(
         tokio::select! {
             biased;
             () = shared.cancel.cancelled() => {
-                writer.close("daemon stopping").await;
+                writer.close("daemon stopping", &shared.outbox).await;
                 return Ended::Shutdown;
             }
             () = super::reconnect_needed(settings_rx, connected_with) => {
-                writer.close("configuration changed").await;
+                writer.close("configuration changed", &shared.outbox).await;
                 return Ended::Reconfigured;
             }
             () = &mut watchdog => {
@@ -72,7 +72,7 @@ pub(crate) async fn run<R: FrameReader, W: FrameWriter>(
                     watchdog.as_mut().reset(due);
                     continue;
                 }
-                writer.close("no message from the server").await;
+                writer.close("no message from the server", &shared.outbox).await;
                 return lost(format!("no message from the server for {:?}", shared.timing.watchdog));
             }
             event = reader.next() => {
@@ -107,7 +107,12 @@ async fn on_events<R: FrameReader, W: FrameWriter>(
     let mut event = first;
     let ended = loop {
         let reply = match event {
-            Event::Closed(reason) => break Some(lost(reason)),
+            Event::Closed(reason) => {
+                writer
+                    .close("the server ended the connection", &shared.outbox)
+                    .await;
+                break Some(lost(reason));
+            }
             Event::TooLarge { size, max } => break Some(Ended::FrameTooLarge { size, max }),
             Event::Alive => Reply::None,
             Event::Frame(text) => dispatch(text.as_str(), shared, &mut batch),
@@ -120,7 +125,7 @@ async fn on_events<R: FrameReader, W: FrameWriter>(
                 }
             }
             Reply::Bye(reason) => {
-                writer.close("bye").await;
+                writer.close("bye", &shared.outbox).await;
                 if host_removed(&reason) {
                     break Some(Ended::HostRemoved(reason));
                 }

@@ -66,6 +66,7 @@ pub(crate) trait FrameWriter {
     async fn flush(&mut self, outbox: &Outbox) -> Result<(), String>;
     /// Wait for the next queued frame and send it.
     async fn send_next(&mut self, outbox: &Outbox) -> Result<(), String>;
-    /// Say goodbye, as far as the transport can.
-    async fn close(&mut self, why: &str);
+    /// Say goodbye, as far as the transport can; a frame the server is
+    /// taking right now is given a moment to arrive (and is then popped).
+    async fn close(&mut self, why: &str, outbox: &Outbox);
 }

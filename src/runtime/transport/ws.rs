@@ -226,7 +226,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter for Writer<S> {
         Ok(())
     }
 
-    async fn close(&mut self, why: &str) {
+    async fn close(&mut self, why: &str, _outbox: &Outbox) {
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: why.to_string().into(),

@@ -4,11 +4,12 @@
 //! honoured) before the next frame goes: order is kept and nothing is
 //! dropped, and since it is a task of its own, inbound frames are handled
 //! meanwhile. Only the session pops a frame from the outbox, when the task
-//! reports it posted: a session that ends mid-POST leaves the frame queued
-//! for the next one (at least once, never lost), and no stale task can pop
-//! a frame of a newer session. A second task POSTs the heartbeat.
+//! reports it posted: a session that ends mid-POST waits a moment for the
+//! answer, then leaves the frame queued for the next one (at least once,
+//! never lost), and no stale task can pop a frame of a newer session. A second task POSTs the heartbeat.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -32,8 +33,15 @@ enum Report {
     Auth(u16),
 }
 
+/// How long closing waits for a POST in flight: its answer says whether
+/// the server has the frame, so it is not sent twice (a tool call posted
+/// twice could act twice).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 pub struct Writer {
     reports: mpsc::Receiver<Report>,
+    /// A POST of the outbox's front is waiting for its answer.
+    in_flight: Arc<AtomicBool>,
     /// The task waits for this before it looks at the outbox again.
     popped: mpsc::Sender<()>,
     tasks: [JoinHandle<()>; 2],
@@ -55,16 +63,21 @@ impl Writer {
     ) -> Self {
         let (report_tx, reports) = mpsc::channel(1);
         let (popped, popped_rx) = mpsc::channel(1);
+        let in_flight = Arc::new(AtomicBool::new(false));
         let poster = tokio::spawn(post_loop(
-            client.clone(),
+            Poster {
+                client: client.clone(),
+                retry,
+                in_flight: in_flight.clone(),
+            },
             outbox,
-            retry,
             report_tx,
             popped_rx,
         ));
         let heartbeat = tokio::spawn(heartbeat(client, heartbeat_every));
         Self {
             reports,
+            in_flight,
             popped,
             tasks: [poster, heartbeat],
         }
@@ -116,17 +129,28 @@ impl FrameWriter for Writer {
         self.on_report(report, outbox)
     }
 
-    async fn close(&mut self, _why: &str) {
-        for t in &self.tasks {
-            t.abort();
+    async fn close(&mut self, _why: &str, outbox: &Outbox) {
+        self.tasks[1].abort();
+        if self.in_flight.load(Ordering::SeqCst)
+            && let Ok(Some(report)) = tokio::time::timeout(CLOSE_GRACE, self.reports.recv()).await
+        {
+            let _ = self.on_report(Some(report), outbox);
         }
+        let _ = self.flush(outbox).await;
+        self.tasks[0].abort();
     }
 }
 
-async fn post_loop(
+/// What the posting task POSTs with.
+struct Poster {
     client: Client,
-    outbox: Arc<Outbox>,
     retry: Retry,
+    in_flight: Arc<AtomicBool>,
+}
+
+async fn post_loop(
+    poster: Poster,
+    outbox: Arc<Outbox>,
     reports: mpsc::Sender<Report>,
     mut popped: mpsc::Receiver<()>,
 ) {
@@ -134,7 +158,7 @@ async fn post_loop(
         let frame = outbox.front().await;
         let report = match frame.http_path() {
             None => Report::Posted(frame),
-            Some(path) => match post_until_done(&client, path, &frame, retry).await {
+            Some(path) => match post_until_done(&poster, path, &frame).await {
                 Ok(()) => Report::Posted(frame),
                 Err(code) => {
                     let _ = reports.send(Report::Auth(code)).await;
@@ -142,7 +166,9 @@ async fn post_loop(
                 }
             },
         };
-        if reports.send(report).await.is_err() || popped.recv().await.is_none() {
+        let sent = reports.send(report).await;
+        poster.in_flight.store(false, Ordering::SeqCst);
+        if sent.is_err() || popped.recv().await.is_none() {
             return;
         }
     }
@@ -151,20 +177,19 @@ async fn post_loop(
 /// POST one frame until the server takes it. `Err`: the key was refused.
 /// A frame the server can never accept (400, 422…) is given up with an
 /// error in the log: retrying it would hold up everything behind it.
-async fn post_until_done(
-    client: &Client,
-    path: &str,
-    frame: &Outbound,
-    retry: Retry,
-) -> Result<(), u16> {
-    let url = client.url(path);
+async fn post_until_done(poster: &Poster, path: &str, frame: &Outbound) -> Result<(), u16> {
+    let url = poster.client.url(path);
     let body = frame.payload().to_string();
-    let mut backoff = Backoff::new(retry.base, retry.max);
+    let mut backoff = Backoff::new(poster.retry.base, poster.retry.max);
     loop {
-        let failed = match post(client, &url, body.clone()).await {
+        // Cleared once the success is reported (see `post_loop`), so
+        // `close` never aborts between the answer and its report.
+        poster.in_flight.store(true, Ordering::SeqCst);
+        let failed = match post(&poster.client, &url, body.clone()).await {
             Ok(()) => return Ok(()),
             Err(f) => f,
         };
+        poster.in_flight.store(false, Ordering::SeqCst);
         match failed {
             Failed::Auth(code) => return Err(code),
             Failed::Refused(why) => {

@@ -1,5 +1,6 @@
-//! The real daemon binary against a fake backend (WebSocket on 127.0.0.1:0)
-//! and a fake `claude` on PATH.
+//! The real daemon binary against a fake backend on 127.0.0.1:0 and a fake
+//! `claude` on PATH: every scenario over each transport, WebSocket and
+//! SSE + POST (docs/PROTOCOL.md, "Transports"), with the same assertions.
 
 mod support;
 
@@ -9,16 +10,63 @@ use serde_json::{Value, json};
 use support::daemon::{Daemon, FAST_TIMING};
 use support::fake_backend::{Auth, FakeBackend, deliver, frame, frame_type};
 use support::fake_claude::{Behaviour, FakeClaude, assistant_tool_use, init, result_success};
-use support::scenario::Scenario;
+use support::scenario::{Scenario, Transport};
 use support::stdout;
 
 const T: Duration = Duration::from_secs(15);
 
 type Setup = Scenario;
 
-async fn setup(agents: &[&str], daemon_section: &str) -> Setup {
-    Scenario::new(agents, daemon_section).await
+async fn setup(t: Transport, agents: &[&str], daemon_section: &str) -> Setup {
+    Scenario::over(t, agents, daemon_section).await
 }
+
+/// Every scenario runs once per transport: one body, a `ws` and an `sse`
+/// test in a module named after it (`cargo test --test daemon_scenarios
+/// NAME::sse`).
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::Transport;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn ws() {
+                super::$name(Transport::Ws).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sse() {
+                super::$name(Transport::Sse).await
+            }
+        }
+    )*};
+}
+
+over_both_transports!(
+    handshake_sends_bearer_ready_and_resume,
+    deliver_acks_runs_claude_and_reports_statuses_in_order,
+    duplicate_deliver_is_acked_again_but_not_run_twice,
+    a_burst_with_duplicates_is_acked_in_order_and_each_message_runs_once,
+    reconnects_and_resumes_from_the_last_accepted_seq,
+    backoff_grows_while_failing_and_resets_after_a_good_connection,
+    rejected_key_at_start_is_terminal_with_a_clear_message,
+    rejected_key_on_reconnect_is_terminal,
+    malformed_frames_are_skipped_and_the_connection_stays_up,
+    sigkill_after_ack_then_restart_runs_each_message_exactly_once,
+    frames_of_a_wake_that_ends_while_disconnected_arrive_after_reconnect,
+    stale_session_is_retried_without_resume,
+    claude_crash_is_reported_as_crashed,
+    exit_zero_with_an_error_result_is_not_idle,
+    hung_claude_is_killed_by_the_timeout,
+    sigterm_with_a_wake_running_stops_claude_and_replays_after_restart,
+    bye_closes_and_reconnects_unless_the_host_was_removed,
+    silent_server_is_dropped_by_the_watchdog,
+    server_that_never_says_hello_is_not_waited_for_forever,
+    second_daemon_of_a_profile_is_refused_and_status_and_stop_work,
+    assign_materialises_a_workspace_for_a_server_agent,
+    text_only_answer_triggers_the_fallback_send_message,
+    a_full_agent_queue_signals_queue_full_but_keeps_the_message,
+);
 
 fn ty_status(f: &Value) -> String {
     match frame_type(f) {
@@ -97,20 +145,23 @@ fn runs(claude: &FakeClaude) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn handshake_sends_bearer_ready_and_resume() {
-    let s = setup(&["agent_a"], "").await;
+async fn handshake_sends_bearer_ready_and_resume(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     let _d = Daemon::start(&s.home, FAST_TIMING);
     let mut conn = s.backend.next_connection(T).await;
     assert_eq!(
         conn.upgrade.authorization.as_deref(),
         Some("Bearer sk_machine_testkey")
     );
-    assert_eq!(conn.upgrade.path, "/v1/daemon/ws");
+    assert_eq!(conn.upgrade.path, t.handshake_path());
     let ready = conn.recv(T).await;
     assert_eq!(frame_type(&ready), "ready");
     let keys: Vec<&String> = ready.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["v", "type", "id", "ts", "payload"]);
+    match t {
+        Transport::Ws => assert_eq!(keys, ["v", "type", "id", "ts", "payload"]),
+        // The POST body is the payload alone.
+        Transport::Sse => assert!(ready["payload"].get("type").is_none(), "{ready}"),
+    }
     let p = &ready["payload"];
     assert_eq!(p["daemon_ver"], env!("CARGO_PKG_VERSION"));
     assert_eq!(p["os"], "linux");
@@ -121,15 +172,16 @@ async fn handshake_sends_bearer_ready_and_resume() {
     let resume = conn.recv(T).await;
     assert_eq!(frame_type(&resume), "resume");
     assert_eq!(resume["payload"], json!({"last_seq": 0}));
-    // Application-level ping is answered with pong.
-    conn.send(frame("ping", json!({}))).await;
-    let pong = conn.recv_type("pong", T).await;
-    assert_eq!(pong["payload"], json!({}));
+    if t == Transport::Ws {
+        // Application-level ping is answered with pong (SSE has no ping).
+        conn.send(frame("ping", json!({}))).await;
+        let pong = conn.recv_type("pong", T).await;
+        assert_eq!(pong["payload"], json!({}));
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deliver_acks_runs_claude_and_reports_statuses_in_order() {
-    let s = setup(&["agent_a"], "").await;
+async fn deliver_acks_runs_claude_and_reports_statuses_in_order(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude.script(1, replies("sid-1", "done"));
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     let mut d = deliver(7, "agent_a", "236", "hello there");
@@ -206,9 +258,8 @@ async fn deliver_acks_runs_claude_and_reports_statuses_in_order() {
     assert!(!meta.join("current-session.txt").exists());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
-    let s = setup(&["agent_a"], "").await;
+async fn duplicate_deliver_is_acked_again_but_not_run_twice(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
     s.backend.wait_for_frame(T, idle_status).await;
@@ -226,9 +277,10 @@ async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
             f.iter().any(|(_, f)| f["payload"]["message_id"] == "m3")
         })
         .await;
-    // Give a wrongly started wake the chance to show up: ping round trip.
-    conn.send(frame("ping", json!({}))).await;
-    conn.recv_type("pong", T).await;
+    // A wrongly started m3 would run before m4 (one agent runs its wakes
+    // in order), so m4's end shows it.
+    conn.send(deliver(4, "agent_a", "m4", "w")).await;
+    wait_for_finals(&s.backend, 3).await;
     assert_eq!(
         acks(&s.backend),
         [
@@ -237,19 +289,20 @@ async fn duplicate_deliver_is_acked_again_but_not_run_twice() {
             "m1:received",
             "m2:received",
             "m2:started",
-            "m3:received"
+            "m3:received",
+            "m4:received",
+            "m4:started"
         ]
     );
     assert_eq!(
-        s.claude.calls().len(),
-        2,
-        "m1 and m2 ran once each; m3 was a wake duplicate"
+        runs(&s.claude),
+        ["m1", "m2", "m4"],
+        "m1, m2 and m4 ran once each; m3 was a wake duplicate"
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_burst_with_duplicates_is_acked_in_order_and_each_message_runs_once() {
-    let s = setup(&["agent_a", "agent_b"], "").await;
+async fn a_burst_with_duplicates_is_acked_in_order_and_each_message_runs_once(t: Transport) {
+    let s = setup(t, &["agent_a", "agent_b"], "").await;
     s.claude.script_default(replies("sid-b", "ok"));
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     // One write: the daemon reads the burst together and records it as one
@@ -281,9 +334,8 @@ async fn a_burst_with_duplicates_is_acked_in_order_and_each_message_runs_once() 
     assert_eq!(v["last_seq"], 20);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reconnects_and_resumes_from_the_last_accepted_seq() {
-    let s = setup(&["agent_a"], "").await;
+async fn reconnects_and_resumes_from_the_last_accepted_seq(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(41, "agent_a", "m41", "x")).await;
     conn.recv_type("delivery_ack", T).await;
@@ -298,9 +350,8 @@ async fn reconnects_and_resumes_from_the_last_accepted_seq() {
     assert_eq!(conn.recv_type("resume", T).await["payload"]["last_seq"], 41);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backoff_grows_while_failing_and_resets_after_a_good_connection() {
-    let s = setup(&[], "").await;
+async fn backoff_grows_while_failing_and_resets_after_a_good_connection(t: Transport) {
+    let s = setup(t, &[], "").await;
     let _d = Daemon::start(&s.home, "backoff_base_ms=200,backoff_max_ms=5000");
     let conn = s.backend.next_connection(T).await;
     s.backend.set_auth(Auth::Reject(503));
@@ -330,9 +381,8 @@ async fn backoff_grows_while_failing_and_resets_after_a_good_connection() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rejected_key_at_start_is_terminal_with_a_clear_message() {
-    let s = setup(&[], "").await;
+async fn rejected_key_at_start_is_terminal_with_a_clear_message(t: Transport) {
+    let s = setup(t, &[], "").await;
     s.backend.set_auth(Auth::Reject(401));
     let mut d = Daemon::start(&s.home, FAST_TIMING);
     let status = d.wait_exit(T).expect("daemon should exit");
@@ -346,9 +396,8 @@ async fn rejected_key_at_start_is_terminal_with_a_clear_message() {
     assert_eq!(s.backend.upgrade_count(), 1, "401 must not be retried");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rejected_key_on_reconnect_is_terminal() {
-    let s = setup(&[], "").await;
+async fn rejected_key_on_reconnect_is_terminal(t: Transport) {
+    let s = setup(t, &[], "").await;
     let mut d = Daemon::start(&s.home, FAST_TIMING);
     let conn = s.backend.next_connection(T).await;
     s.backend.set_auth(Auth::Reject(403));
@@ -358,9 +407,8 @@ async fn rejected_key_on_reconnect_is_terminal() {
     assert!(d.output(&s.home).contains("HTTP 403"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_frames_are_skipped_and_the_connection_stays_up() {
-    let s = setup(&["agent_a"], "").await;
+async fn malformed_frames_are_skipped_and_the_connection_stays_up(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     let bad = [
         "this is not json",
@@ -400,9 +448,8 @@ async fn malformed_frames_are_skipped_and_the_connection_stays_up() {
     assert!(acked.iter().all(|a| a.starts_with("good:")), "{acked:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once() {
-    let s = setup(&["agent_a"], "").await;
+async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     // The first message blocks, so the second is accepted but only queued.
     s.claude
         .script(1, Behaviour::ok("sid-1", "one").wait_release());
@@ -456,9 +503,8 @@ async fn sigkill_after_ack_then_restart_runs_each_message_exactly_once() {
     assert_eq!(received(&s.backend).len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn frames_of_a_wake_that_ends_while_disconnected_arrive_after_reconnect() {
-    let s = setup(&["agent_a"], "").await;
+async fn frames_of_a_wake_that_ends_while_disconnected_arrive_after_reconnect(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude.script(1, replies("sid-9", "later").wait_release());
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
@@ -490,9 +536,8 @@ async fn frames_of_a_wake_that_ends_while_disconnected_arrive_after_reconnect() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stale_session_is_retried_without_resume() {
-    let s = setup(&["agent_a"], "").await;
+async fn stale_session_is_retried_without_resume(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude.script(1, Behaviour::ok("sid-old", "first"));
     s.claude.script(2, Behaviour::stale_session("sid-old"));
     s.claude.script(3, Behaviour::ok("sid-new", "second"));
@@ -526,9 +571,8 @@ async fn stale_session_is_retried_without_resume() {
     assert_eq!(last["payload"]["status"], "idle");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn claude_crash_is_reported_as_crashed() {
-    let s = setup(&["agent_a"], "").await;
+async fn claude_crash_is_reported_as_crashed(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude.script(
         1,
         Behaviour::new()
@@ -547,9 +591,8 @@ async fn claude_crash_is_reported_as_crashed() {
     assert!(last["stderr_tail"].as_str().unwrap().contains("boom"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn exit_zero_with_an_error_result_is_not_idle() {
-    let s = setup(&["agent_a"], "").await;
+async fn exit_zero_with_an_error_result_is_not_idle(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude.script(
         1,
         Behaviour::new().events(&[
@@ -564,9 +607,8 @@ async fn exit_zero_with_an_error_result_is_not_idle() {
     assert_eq!(st["payload"]["exit_code"], 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn hung_claude_is_killed_by_the_timeout() {
-    let s = setup(&["agent_a"], "wake_timeout_sec = 1\n").await;
+async fn hung_claude_is_killed_by_the_timeout(t: Transport) {
+    let s = setup(t, &["agent_a"], "wake_timeout_sec = 1\n").await;
     s.claude.script(1, Behaviour::ok("sid-h", "never").hang());
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(deliver(1, "agent_a", "m1", "x")).await;
@@ -579,9 +621,8 @@ async fn hung_claude_is_killed_by_the_timeout() {
     assert!(!call.is_alive());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_with_a_wake_running_stops_claude_and_replays_after_restart() {
-    let s = setup(&["agent_a"], "").await;
+async fn sigterm_with_a_wake_running_stops_claude_and_replays_after_restart(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude
         .script(1, Behaviour::ok("sid-t", "slow").wait_release());
     let (mut d, mut conn) = s.connect(FAST_TIMING).await;
@@ -619,9 +660,8 @@ async fn sigterm_with_a_wake_running_stops_claude_and_replays_after_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bye_closes_and_reconnects_unless_the_host_was_removed() {
-    let s = setup(&[], "").await;
+async fn bye_closes_and_reconnects_unless_the_host_was_removed(t: Transport) {
+    let s = setup(t, &[], "").await;
     let (mut d, mut conn) = s.connect(FAST_TIMING).await;
     conn.send(frame("bye", json!({"reason": "server restarting"})))
         .await;
@@ -637,9 +677,8 @@ async fn bye_closes_and_reconnects_unless_the_host_was_removed() {
     assert!(d.output(&s.home).contains("removed this host"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn silent_server_is_dropped_by_the_watchdog() {
-    let s = setup(&[], "").await;
+async fn silent_server_is_dropped_by_the_watchdog(t: Transport) {
+    let s = setup(t, &[], "").await;
     let (_d, mut conn) = s.connect(&format!("{FAST_TIMING},watchdog_ms=500")).await;
     assert!(
         conn.closed(T).await,
@@ -648,17 +687,15 @@ async fn silent_server_is_dropped_by_the_watchdog() {
     s.backend.next_connection(T).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn server_that_never_says_hello_is_not_waited_for_forever() {
-    let s = setup(&[], "").await;
+async fn server_that_never_says_hello_is_not_waited_for_forever(t: Transport) {
+    let s = setup(t, &[], "").await;
     s.backend.set_send_hello(false);
     let _d = Daemon::start(&s.home, &format!("{FAST_TIMING},hello_timeout_ms=300"));
     s.backend.wait_for_upgrades(3, T).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn second_daemon_of_a_profile_is_refused_and_status_and_stop_work() {
-    let s = setup(&["agent_a"], "").await;
+async fn second_daemon_of_a_profile_is_refused_and_status_and_stop_work(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     let (mut d, _conn) = s.connect(FAST_TIMING).await;
 
     let mut second = Daemon::start(&s.home, FAST_TIMING);
@@ -704,9 +741,8 @@ async fn second_daemon_of_a_profile_is_refused_and_status_and_stop_work() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn assign_materialises_a_workspace_for_a_server_agent() {
-    let s = setup(&[], "").await;
+async fn assign_materialises_a_workspace_for_a_server_agent(t: Transport) {
+    let s = setup(t, &[], "").await;
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
     let wr = s.home.path().join("projects/chief");
     conn.send(frame("assign", json!({"agent_id": "agent_srv", "agent_name": "Boss", "is_chief": true, "workspace_root": wr}))).await;
@@ -736,9 +772,8 @@ async fn assign_materialises_a_workspace_for_a_server_agent() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn text_only_answer_triggers_the_fallback_send_message() {
-    let s = setup(&["agent_a"], "").await;
+async fn text_only_answer_triggers_the_fallback_send_message(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude
         .script(1, Behaviour::ok("sid-f", "the answer is 42"));
     let (_d, mut conn) = s.connect(FAST_TIMING).await;
@@ -762,9 +797,8 @@ async fn text_only_answer_triggers_the_fallback_send_message() {
     assert_eq!(st["payload"]["status"], "idle");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_agent_queue_signals_queue_full_but_keeps_the_message() {
-    let s = setup(&["agent_a"], "").await;
+async fn a_full_agent_queue_signals_queue_full_but_keeps_the_message(t: Transport) {
+    let s = setup(t, &["agent_a"], "").await;
     s.claude
         .script(1, Behaviour::ok("sid-q", "busy").wait_release());
     let (_d, mut conn) = s.connect(FAST_TIMING).await;

@@ -1,6 +1,8 @@
-//! Test-only cloudagent backend speaking the legacy WebSocket transport
-//! (PROTOCOL.md §1): `GET /v1/daemon/ws` upgrade with
-//! `Authorization: Bearer <key>`, then JSON text frames both ways.
+//! Test-only cloudagent backend speaking both transports on one port
+//! (docs/PROTOCOL.md, "Transports"): the WebSocket one (`GET /v1/daemon/ws`
+//! upgrade with `Authorization: Bearer <key>`, then JSON text frames both
+//! ways) and SSE + POST (see [`sse`]: the same frames, so a scenario runs
+//! unchanged over either; the daemon's config chooses).
 //!
 //! Bound to `127.0.0.1:0`; accepts any number of sequential or parallel
 //! connections. For every accepted upgrade it sends `hello` (unless disabled
@@ -50,6 +52,9 @@ use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+pub mod http1;
+mod sse;
+
 /// Upgrade path the daemon must use (§1.5).
 pub const WS_PATH: &str = "/v1/daemon/ws";
 /// `host_id` sent in `hello` unless changed with [`FakeBackend::set_hello`].
@@ -91,8 +96,9 @@ pub struct Upgrade {
     pub authorization: Option<String>,
     /// All headers, names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
-    /// 101 if accepted, else the HTTP status it was rejected with (404 when
-    /// the path is not the expected one, see [`FakeBackend::set_ws_path`]).
+    /// 101 if accepted (200 for an SSE `/ready`), else the HTTP status it
+    /// was rejected with (404 when the path is not the expected one, see
+    /// [`FakeBackend::set_ws_path`]).
     pub status: u16,
 }
 
@@ -105,7 +111,7 @@ impl Upgrade {
     }
 
     pub fn accepted(&self) -> bool {
-        self.status == 101
+        matches!(self.status, 101 | 200)
     }
 }
 
@@ -127,6 +133,10 @@ struct Shared {
     /// Every frame of every connection: (connection index, frame).
     frames: Mutex<Vec<(usize, Value)>>,
     accepted: AtomicUsize,
+    /// The SSE session the daemon's POSTs belong to.
+    sse: Mutex<Option<Arc<sse::Session>>>,
+    /// Heartbeat POSTs received (SSE's keep-alive, not frames).
+    heartbeats: Mutex<usize>,
     /// Bumped on every recorded event; waiters watch it.
     changed: watch::Sender<u64>,
 }
@@ -178,6 +188,8 @@ impl FakeBackend {
             upgrades: Mutex::new(Vec::new()),
             frames: Mutex::new(Vec::new()),
             accepted: AtomicUsize::new(0),
+            sse: Mutex::new(None),
+            heartbeats: Mutex::new(0),
             changed: watch::channel(0).0,
         });
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
@@ -265,6 +277,11 @@ impl FakeBackend {
     /// Number of accepted connections.
     pub fn accepted_count(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Heartbeat POSTs received over SSE.
+    pub fn heartbeat_count(&self) -> usize {
+        *self.shared.heartbeats.lock().unwrap()
     }
 
     /// The `Authorization` header of each upgrade request, in order.
@@ -403,7 +420,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    tasks.spawn(serve_connection(stream, shared.clone(), conn_tx.clone()));
+                    tasks.spawn(serve_tcp(stream, shared.clone(), conn_tx.clone()));
                 }
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -654,6 +671,14 @@ impl Conn {
     }
 }
 
+async fn serve_tcp(stream: TcpStream, shared: Arc<Shared>, conn_tx: mpsc::UnboundedSender<Conn>) {
+    if http1::is_websocket(&stream).await {
+        serve_connection(stream, shared, conn_tx).await;
+    } else {
+        sse::serve(stream, shared, conn_tx).await;
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
     shared: Arc<Shared>,
@@ -749,14 +774,26 @@ fn record_upgrade(shared: &Shared, config: &Config, req: &Request) -> Upgrade {
             }
         }
     };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    push_upgrade(shared, path, authorization, headers, status)
+}
+
+/// Record a handshake request (a WebSocket upgrade or an SSE `/ready`).
+fn push_upgrade(
+    shared: &Shared,
+    path: String,
+    authorization: Option<String>,
+    headers: Vec<(String, String)>,
+    status: u16,
+) -> Upgrade {
     let mut ups = shared.upgrades.lock().unwrap();
     let up = Upgrade {
         index: ups.len(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
+        path,
         authorization,
         headers,
         status,
@@ -840,15 +877,23 @@ impl ConnIo {
     }
 
     fn record(&self, v: Value) {
-        self.log.lock().unwrap().push(v.clone());
-        self.shared
-            .frames
-            .lock()
-            .unwrap()
-            .push((self.index, v.clone()));
-        let _ = self.events.send(Event::Frame(v));
-        self.shared.bump();
+        record_frame(&self.shared, self.index, &self.log, &self.events, v);
     }
+}
+
+/// A frame from the daemon on connection `index`: in its log, in the
+/// backend's, and to the test.
+fn record_frame(
+    shared: &Shared,
+    index: usize,
+    log: &Mutex<Vec<Value>>,
+    events: &mpsc::UnboundedSender<Event>,
+    v: Value,
+) {
+    log.lock().unwrap().push(v.clone());
+    shared.frames.lock().unwrap().push((index, v.clone()));
+    let _ = events.send(Event::Frame(v));
+    shared.bump();
 }
 
 // ─────────────────────────────────────────────────────────────── frames ──
