@@ -1,7 +1,7 @@
 //! The whole tool path without the real claude: a scripted stand-in for
 //! claude (python) reads the MCP config the daemon wrote, starts the real
 //! bridge from it, and calls tools; the fake backend answers the tool_call
-//! frames; the results must come back to "claude".
+//! frames; the results must come back to "claude". Over each transport.
 
 mod support;
 
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use support::TestHome;
 use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
 use support::fake_backend::{FakeBackend, deliver, frame_type, tool_result_err, tool_result_ok};
+use support::scenario::Transport;
 use support::tools::require_tool;
 
 const T: Duration = Duration::from_secs(20);
@@ -56,8 +57,9 @@ for ev in [{"type": "system", "subtype": "init", "session_id": sid},
     print(json.dumps(ev), flush=True)
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn claude_calls_tools_through_the_bridge_and_the_backend() {
+over_both_transports!(claude_calls_tools_through_the_bridge_and_the_backend);
+
+async fn claude_calls_tools_through_the_bridge_and_the_backend(t: Transport) {
     // MCP_CLAUDE runs under `#!/usr/bin/env python3`.
     if require_tool("python3", "python3").is_none() {
         return;
@@ -65,7 +67,8 @@ async fn claude_calls_tools_through_the_bridge_and_the_backend() {
     let home = TestHome::new();
     let backend = FakeBackend::start().await;
     home.fake_bin("claude", MCP_CLAUDE);
-    let cfg = DaemonConfig::new(&backend.url(), &["agent_a"]);
+    let mut cfg = DaemonConfig::new(&backend.url(), &["agent_a"]);
+    cfg.transport = t.name().to_string();
     home.write_config(&cfg.render(&home));
     let out_file = home.path().join("mcp-claude.json");
     // The daemon's environment reaches claude, and claude's the bridge.

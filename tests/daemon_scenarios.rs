@@ -21,27 +21,6 @@ async fn setup(t: Transport, agents: &[&str], daemon_section: &str) -> Setup {
     Scenario::over(t, agents, daemon_section).await
 }
 
-/// Every scenario runs once per transport: one body, a `ws` and an `sse`
-/// test in a module named after it (`cargo test --test daemon_scenarios
-/// NAME::sse`).
-macro_rules! over_both_transports {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::Transport;
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn ws() {
-                super::$name(Transport::Ws).await
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sse() {
-                super::$name(Transport::Sse).await
-            }
-        }
-    )*};
-}
-
 over_both_transports!(
     handshake_sends_bearer_ready_and_resume,
     deliver_acks_runs_claude_and_reports_statuses_in_order,

@@ -1,7 +1,7 @@
 //! End to end with the REAL Claude Code CLI (2.1.197), offline: the daemon
 //! spawns it exactly as in production (same argv builder, MCP config and
 //! bridge) against a fake backend, and claude talks to a scripted stand-in
-//! for the Anthropic Messages API.
+//! for the Anthropic Messages API. Each test runs over both transports.
 //!
 //! The pinned claude is installed into `.tools/` on first use (see
 //! `support/real_claude.rs`; CLOUDAGENT_TEST_CLAUDE names another binary);
@@ -18,6 +18,14 @@ use support::TestHome;
 use support::daemon::{Daemon, DaemonConfig};
 use support::fake_anthropic::{FakeAnthropic, Reply, Script};
 use support::fake_backend::{Conn, FakeBackend, deliver, frame_type, tool_result_ok};
+use support::scenario::Transport;
+
+over_both_transports!(
+    a_deliver_is_answered_through_send_message_and_the_next_one_resumes,
+    a_stale_session_is_retried_without_resume_and_still_replies,
+    a_chief_is_offered_the_chief_tools_and_other_tools_are_denied,
+    a_text_only_answer_triggers_the_fallback_send_message,
+);
 
 const T: Duration = Duration::from_secs(90);
 const SEND: &str = "mcp__cloudagent__send_message";
@@ -31,13 +39,14 @@ struct E2e {
     conn: Conn,
 }
 
-async fn start(script: Script, agent_extra: &str) -> Option<E2e> {
+async fn start(t: Transport, script: Script, agent_extra: &str) -> Option<E2e> {
     let claude = support::real_claude::find()?;
     let home = TestHome::new();
     let backend = FakeBackend::start().await;
     let api = FakeAnthropic::start(script).await;
     let mut cfg = DaemonConfig::new(&backend.url(), &["agent_a"]);
     cfg.extra = agent_extra.to_string();
+    cfg.transport = t.name().to_string();
     let text = cfg.render(&home).replace(
         &format!(
             "claude_binary = \"{}\"",
@@ -118,10 +127,9 @@ fn reply_script() -> Script {
     ])
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deliver_is_answered_through_send_message_and_the_next_one_resumes() {
+async fn a_deliver_is_answered_through_send_message_and_the_next_one_resumes(t: Transport) {
     let started = std::time::Instant::now();
-    let Some(mut e) = start(reply_script(), "").await else {
+    let Some(mut e) = start(t, reply_script(), "").await else {
         return;
     };
     e.conn.send(deliver(1, "agent_a", "236", "say hello")).await;
@@ -198,9 +206,8 @@ async fn a_deliver_is_answered_through_send_message_and_the_next_one_resumes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stale_session_is_retried_without_resume_and_still_replies() {
-    let Some(mut e) = start(reply_script(), "").await else {
+async fn a_stale_session_is_retried_without_resume_and_still_replies(t: Transport) {
+    let Some(mut e) = start(t, reply_script(), "").await else {
         return;
     };
     e.conn.send(deliver(1, "agent_a", "236", "first")).await;
@@ -237,8 +244,7 @@ async fn a_stale_session_is_retried_without_resume_and_still_replies() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_chief_is_offered_the_chief_tools_and_other_tools_are_denied() {
+async fn a_chief_is_offered_the_chief_tools_and_other_tools_are_denied(t: Transport) {
     let outside =
         std::env::temp_dir().join(format!("cloudagent-e2e-denied-{}", std::process::id()));
     let script = Script::per_prompt(vec![
@@ -252,7 +258,7 @@ async fn a_chief_is_offered_the_chief_tools_and_other_tools_are_denied() {
         ),
         Reply::text("done"),
     ]);
-    let Some(mut e) = start(script, "chief = true\n").await else {
+    let Some(mut e) = start(t, script, "chief = true\n").await else {
         return;
     };
     e.conn
@@ -284,9 +290,8 @@ async fn a_chief_is_offered_the_chief_tools_and_other_tools_are_denied() {
     println!("denied tool result: {}", denied.text);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_text_only_answer_triggers_the_fallback_send_message() {
-    let Some(mut e) = start(Script::text("Here is my answer in plain text."), "").await else {
+async fn a_text_only_answer_triggers_the_fallback_send_message(t: Transport) {
+    let Some(mut e) = start(t, Script::text("Here is my answer in plain text."), "").await else {
         return;
     };
     e.conn

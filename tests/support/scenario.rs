@@ -19,6 +19,28 @@ pub struct Scenario {
     pub home: TestHome,
 }
 
+/// Every scenario runs once per transport: one body, a `ws` and an `sse`
+/// test in a module named after it (`cargo test --test daemon_scenarios
+/// NAME::sse`). The body is `async fn NAME(t: Transport)` beside the call.
+#[macro_export]
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::support::scenario::Transport;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn ws() {
+                super::$name(Transport::Ws).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sse() {
+                super::$name(Transport::Sse).await
+            }
+        }
+    )*};
+}
+
 /// The transport a scenario's daemon is configured with (the fake backend
 /// speaks both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
