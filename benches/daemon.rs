@@ -1,8 +1,10 @@
-//! Daemon figures with the release binary against a lean WebSocket backend
-//! (benches/support/backend.rs): deliver→ack latency, sustained ack
-//! throughput (2,000 delivers over 20 agents), the wakes they run, RSS,
-//! the tool call round trip bridge → daemon → backend → daemon → bridge,
-//! `--help` time, and a second daemon flooded with maximum-size delivers.
+//! Daemon figures with the release binary against a lean backend
+//! (benches/support/backend.rs), once over WebSocket and once over SSE +
+//! POST, side by side: deliver→ack latency, sustained ack throughput (2,000
+//! delivers over 20 agents), the wakes they run, RSS (idle over SSE also
+//! with TLS), the tool call round trip bridge → daemon → backend → daemon →
+//! bridge; then `--help` time and a second daemon flooded with
+//! maximum-size delivers (WebSocket).
 //!
 //! Every count is read at a deadline derived from the number of items and a
 //! generous per-item budget (both printed), never by waiting until it comes
@@ -30,6 +32,8 @@ mod daemon_tools;
 mod floor;
 #[path = "support/proc_mem.rs"]
 mod proc_mem;
+#[path = "support/sse_backend.rs"]
+mod sse_backend;
 #[path = "support/stats.rs"]
 mod stats;
 
@@ -88,7 +92,45 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn write_config(home: &Path, url: &str, agents: usize) {
+/// How the bench's daemon reaches its backend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ws,
+    Sse,
+    /// SSE + POST over TLS (idle RSS only).
+    SseTls,
+}
+
+impl Mode {
+    fn title(self) -> &'static str {
+        match self {
+            Mode::Ws => "WebSocket",
+            Mode::Sse => "SSE + POST",
+            Mode::SseTls => "SSE + POST over TLS",
+        }
+    }
+
+    /// Lines for the config's `[servers.b]`.
+    fn server(self) -> &'static str {
+        match self {
+            Mode::Ws => "transport = \"ws\"\n",
+            Mode::Sse => "transport = \"sse\"\n",
+            // The bench's own certificate, trusted by skipping verification.
+            Mode::SseTls => "transport = \"sse\"\ninsecure = true\n",
+        }
+    }
+}
+
+/// The figures compared side by side at the end.
+#[derive(Default, Clone, Copy)]
+struct Figures {
+    new_p50: f64,
+    queued_p50: f64,
+    acks_per_s: f64,
+    idle_rss_kib: Option<u64>,
+}
+
+fn write_config(home: &Path, url: &str, agents: usize, server: &str) {
     let bin = home.join("bin");
     std::fs::create_dir_all(&bin).expect("create bin/");
     let claude = bin.join("claude");
@@ -96,7 +138,7 @@ fn write_config(home: &Path, url: &str, agents: usize) {
     std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::write(home.join("key"), "sk_machine_bench").expect("write the key");
     let mut cfg = format!(
-        "[daemon]\nclaude_binary = \"{}\"\n# One slot is taken by the held wake of the ack-path measurement.\nmax_concurrent_wakes = 2\n[servers.b]\nurl = \"{url}\"\n[profiles.default]\nserver = \"b\"\napi_key_file = \"{}\"\n",
+        "[daemon]\nclaude_binary = \"{}\"\n# One slot is taken by the held wake of the ack-path measurement.\nmax_concurrent_wakes = 2\n[servers.b]\nurl = \"{url}\"\n{server}[profiles.default]\nserver = \"b\"\napi_key_file = \"{}\"\n",
         claude.display(),
         home.join("key").display()
     );
@@ -109,7 +151,11 @@ fn write_config(home: &Path, url: &str, agents: usize) {
 /// The release daemon for `home`, configured with `agents` agents and the
 /// backend at `url`.
 pub fn start_daemon(home: &Path, url: &str, agents: usize) -> Killed {
-    write_config(home, url, agents);
+    start_daemon_over(home, url, agents, Mode::Ws)
+}
+
+fn start_daemon_over(home: &Path, url: &str, agents: usize, mode: Mode) -> Killed {
+    write_config(home, url, agents, mode.server());
     Killed(
         Command::new(BIN)
             .args(["start", "-f"])
@@ -136,7 +182,13 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let mut verdict = Verdict::default();
-    runtime.block_on(bench(&mut verdict));
+    let mut figures = Vec::new();
+    for mode in [Mode::Ws, Mode::Sse] {
+        println!("== {} ==", mode.title());
+        figures.push(runtime.block_on(bench(&mut verdict, mode)));
+    }
+    let tls_idle = runtime.block_on(idle_rss(Mode::SseTls, &mut verdict));
+    side_by_side(&figures, tls_idle);
     runtime.block_on(daemon_flood::run(&mut verdict));
     help_time(&mut verdict);
     // Every daemon and child was dropped (killed, reaped) above.
@@ -231,9 +283,14 @@ fn agent(i: usize) -> String {
     format!("agent_{:02}", i % AGENTS)
 }
 
-/// Sequential deliver→ack latencies, next to this machine's floor.
-async fn latency(conn: &mut Conn, home: &Path, v: &mut Verdict) {
-    let mut ping = ping_pong(conn).await;
+/// Sequential deliver→ack latencies, next to this machine's floor; the
+/// p50s of a new message and of a queued one.
+async fn latency(conn: &mut Conn, home: &Path, v: &mut Verdict) -> (f64, f64) {
+    // SSE has no application ping.
+    let mut ping = match conn.is_sse() {
+        true => Series::default(),
+        false => ping_pong(conn).await,
+    };
     let before = floor_now(home);
     hold_a_wake(conn, v).await;
     // The ack path alone: messages for the agent whose claude is held, so
@@ -270,7 +327,9 @@ async fn latency(conn: &mut Conn, home: &Path, v: &mut Verdict) {
         );
     }
     println!("{}", dup.row("redelivery (no new record)"));
-    println!("{}", ping.row("ping->pong (transport only)"));
+    if !conn.is_sse() {
+        println!("{}", ping.row("ping->pong (transport only)"));
+    }
     for (name, s) in [
         ("ping", &ping),
         ("wake queued", &queued),
@@ -284,24 +343,68 @@ async fn latency(conn: &mut Conn, home: &Path, v: &mut Verdict) {
             )
         });
     }
+    (percentile(&lat.ms, 0.5), percentile(&queued.ms, 0.5))
 }
 
-async fn bench(v: &mut Verdict) {
-    let home = tempfile::tempdir().expect("tempdir");
+/// The daemon's session in `mode` against a backend on `listener`.
+async fn accept(mode: Mode, listener: TcpListener) -> Result<Conn, String> {
+    let until = Instant::now() + HANDSHAKE;
+    match mode {
+        Mode::Ws => Conn::accept(&listener, until).await,
+        Mode::Sse => Conn::accept_sse(listener, None, until).await,
+        Mode::SseTls => Conn::accept_sse(listener, Some(tls_acceptor()?), until).await,
+    }
+}
+
+/// A daemon in `mode`, connected; the listener's URL scheme follows it.
+async fn connected(mode: Mode, home: &Path) -> Result<(Killed, Conn), String> {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let daemon = start_daemon(home.path(), &url, AGENTS);
-    let pid = daemon.0.id();
-    let mut conn = match Conn::accept(&listener, Instant::now() + HANDSHAKE).await {
-        Ok(c) => c,
-        Err(e) => return v.fail(format!("daemon: no session within {HANDSHAKE:?}: {e}")),
+    let scheme = if mode == Mode::SseTls {
+        "https"
+    } else {
+        "http"
     };
+    let url = format!("{scheme}://{}", listener.local_addr().expect("addr"));
+    let daemon = start_daemon_over(home, &url, AGENTS, mode);
+    let conn = accept(mode, listener)
+        .await
+        .map_err(|e| format!("{}: no session within {HANDSHAKE:?}: {e}", mode.title()))?;
+    Ok((daemon, conn))
+}
+
+/// Connected, nothing to do: the daemon's resident memory.
+async fn idle_rss(mode: Mode, v: &mut Verdict) -> Option<u64> {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (daemon, conn) = match connected(mode, home.path()).await {
+        Ok(c) => c,
+        Err(e) => {
+            v.fail(e);
+            return None;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = proc_mem::of(daemon.0.id());
+    drop(conn);
+    drop(daemon);
+    idle.map(|m| m.rss_kib)
+}
+
+async fn bench(v: &mut Verdict, mode: Mode) -> Figures {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (daemon, mut conn) = match connected(mode, home.path()).await {
+        Ok(c) => c,
+        Err(e) => {
+            v.fail(e);
+            return Figures::default();
+        }
+    };
+    let pid = daemon.0.id();
     // Idle: connected, nothing to do.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let idle = proc_mem::of(pid);
 
-    latency(&mut conn, home.path(), v).await;
-    throughput(&mut conn, v).await;
+    let (new_p50, queued_p50) = latency(&mut conn, home.path(), v).await;
+    let acks_per_s = throughput(&mut conn, v).await;
     wakes(&mut conn, v).await;
     println!(
         "RSS (daemon)          idle: {}; after the wakes: {}",
@@ -311,6 +414,70 @@ async fn bench(v: &mut Verdict) {
     daemon_tools::round_trip(&mut conn, home.path(), v).await;
     drop(conn);
     drop(daemon);
+    Figures {
+        new_p50,
+        queued_p50,
+        acks_per_s,
+        idle_rss_kib: idle.map(|m| m.rss_kib),
+    }
+}
+
+/// The two transports' figures next to each other, with their ratio.
+fn side_by_side(f: &[Figures], tls_idle: Option<u64>) {
+    let [ws, sse] = f else { return };
+    let mib = |k: Option<u64>| {
+        k.map_or("n/a".to_string(), |k| {
+            format!("{:.1} MiB", k as f64 / 1024.0)
+        })
+    };
+    println!("== side by side ==");
+    println!(
+        "  {:<34}{:>14}{:>14}{:>10}",
+        "", "WebSocket", "SSE + POST", "SSE/WS"
+    );
+    for (name, a, b) in [
+        (
+            "deliver->ack p50, wake queued",
+            ws.queued_p50,
+            sse.queued_p50,
+        ),
+        ("deliver->ack p50, wake starting", ws.new_p50, sse.new_p50),
+    ] {
+        println!("  {name:<34}{:>11.3} ms{:>11.3} ms{:>9.2}x", a, b, b / a);
+    }
+    println!(
+        "  {:<34}{:>8.0} acks/s{:>8.0} acks/s{:>9.2}x",
+        "ack throughput (2,000 / 20 agents)",
+        ws.acks_per_s,
+        sse.acks_per_s,
+        sse.acks_per_s / ws.acks_per_s
+    );
+    println!(
+        "  {:<34}{:>14}{:>14}   over TLS: {}",
+        "idle RSS",
+        mib(ws.idle_rss_kib),
+        mib(sse.idle_rss_kib),
+        mib(tls_idle)
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 (the daemon runs with
+/// `insecure = true`).
+fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+        .map_err(|e| format!("key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .map_err(|e| format!("TLS config: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A message whose claude never ends: its agent's later messages queue,
@@ -326,7 +493,7 @@ async fn hold_a_wake(conn: &mut Conn, v: &mut Verdict) {
 
 /// 2,000 delivers over 20 agents, pipelined; acks counted until they are
 /// all in or the deadline passes.
-async fn throughput(conn: &mut Conn, v: &mut Verdict) {
+async fn throughput(conn: &mut Conn, v: &mut Verdict) -> f64 {
     let n = THROUGHPUT_N;
     let limit = deadline(n, PER_ACK);
     let t0 = Instant::now();
@@ -349,6 +516,7 @@ async fn throughput(conn: &mut Conn, v: &mut Verdict) {
         tp.lost(),
         tp.dup_acks
     );
+    tp.acked as f64 / secs
 }
 
 /// The wakes the new messages started: one final status each, counted per

@@ -1,4 +1,5 @@
-//! A lean WebSocket backend for the daemon bench (no recording, minimal
+//! A lean backend for the daemon bench, WebSocket here and SSE + POST in
+//! `sse_backend.rs` (no recording, minimal
 //! parsing, so the harness adds as little as possible to what is measured),
 //! with a ledger that counts every ack, wake start and final status as it
 //! arrives. The benches read what the ledger holds at their deadline; they
@@ -98,7 +99,7 @@ impl Ledger {
         g.ids += usize::from(first);
     }
 
-    fn frame(&mut self, f: &Frame) {
+    pub fn frame(&mut self, f: &Frame) {
         match (f.ty.as_str(), f.status.as_str()) {
             ("delivery_ack", "received") => {
                 let n = self.acked.entry(f.message_id.clone()).or_default();
@@ -145,9 +146,16 @@ impl Ledger {
 
 type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
 
+/// How frames reach the daemon.
+enum Tx {
+    Ws(Sink),
+    /// The open event stream of an SSE session.
+    Sse(mpsc::UnboundedSender<Vec<u8>>),
+}
+
 /// One connection from the daemon, after the handshake.
 pub struct Conn {
-    tx: Sink,
+    tx: Tx,
     frames: mpsc::UnboundedReceiver<Frame>,
     ledger: Arc<Mutex<Ledger>>,
     /// When the last frame arrived (or a keepalive ping left).
@@ -182,17 +190,57 @@ impl Conn {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let (ftx, frames) = mpsc::unbounded_channel();
         tokio::spawn(read(rx, ftx, ledger.clone()));
-        let mut conn = Conn {
-            tx,
+        let conn = Conn {
+            tx: Tx::Ws(tx),
             frames,
             ledger,
             last_frame: Instant::now(),
         };
+        conn.until_resume(deadline).await
+    }
+
+    /// Serve the SSE + POST transport on `listener` (over TLS with `tls`)
+    /// and wait for the daemon's session: `/ready`, then its stream.
+    pub async fn accept_sse(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        deadline: Instant,
+    ) -> Result<Conn, String> {
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let (ftx, frames) = mpsc::unbounded_channel();
+        let (streams, mut stream_rx) = mpsc::unbounded_channel();
+        let sinks = crate::sse_backend::Sinks {
+            frames: ftx,
+            streams,
+            ledger: ledger.clone(),
+        };
+        tokio::spawn(crate::sse_backend::serve(listener, tls, sinks));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = tokio::time::timeout(left, stream_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or("the daemon opened no event stream before the deadline")?;
+        let conn = Conn {
+            tx: Tx::Sse(stream),
+            frames,
+            ledger,
+            last_frame: Instant::now(),
+        };
+        conn.until_resume(deadline).await
+    }
+
+    /// Over SSE there is no ping: the latency series skips ping→pong.
+    pub fn is_sse(&self) -> bool {
+        matches!(self.tx, Tx::Sse(_))
+    }
+
+    async fn until_resume(mut self, deadline: Instant) -> Result<Conn, String> {
         loop {
-            match conn.recv_until(deadline).await {
-                Some(f) if f.ty == "resume" => return Ok(conn),
+            match self.recv_until(deadline).await {
+                Some(f) if f.ty == "resume" => return Ok(self),
                 Some(_) => {}
-                None => return Err(format!("no resume: {}", conn.why_closed())),
+                None => return Err(format!("no resume: {}", self.why_closed())),
             }
         }
     }
@@ -207,11 +255,26 @@ impl Conn {
             .unwrap_or_else(|| "deadline passed".into())
     }
 
+    /// One frame: a WebSocket text message, or an SSE event.
     pub async fn send(&mut self, text: String) -> Result<(), String> {
-        self.tx
-            .send(Message::text(text))
-            .await
-            .map_err(|e| e.to_string())
+        match &mut self.tx {
+            Tx::Ws(sink) => sink
+                .send(Message::text(text))
+                .await
+                .map_err(|e| e.to_string()),
+            Tx::Sse(stream) => stream
+                .send(format!("data: {text}\n\n").into_bytes())
+                .map_err(|_| "the event stream has ended".to_string()),
+        }
+    }
+
+    /// What keeps a quiet connection alive: a `ping` frame, or an SSE
+    /// comment.
+    async fn keepalive(&mut self) {
+        let _ = match &mut self.tx {
+            Tx::Ws(_) => self.send(PING.to_string()).await,
+            Tx::Sse(stream) => stream.send(b":hb\n\n".to_vec()).map_err(|_| String::new()),
+        };
     }
 
     /// Send a deliver, counted in the ledger before it leaves.
@@ -236,7 +299,7 @@ impl Conn {
             }
             let ping_at = self.last_frame + KEEPALIVE;
             if now >= ping_at {
-                let _ = self.send(PING.to_string()).await;
+                self.keepalive().await;
                 self.last_frame = now;
                 continue;
             }

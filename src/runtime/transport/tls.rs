@@ -133,6 +133,30 @@ pub fn client_config(insecure: bool) -> Result<rustls::ClientConfig, rustls::Err
         .with_no_client_auth())
 }
 
+/// The config for a server reached without TLS (`http://`, `ws://`): no
+/// roots at all, so none are loaded (the system's store costs a few MiB of
+/// resident memory, README.md "Benchmarks"), and a redirect to `https://`
+/// fails instead of leaving with an unchecked certificate.
+pub fn plain_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
+/// `client_config` for a server URL: roots only when it uses TLS.
+pub fn config_for(url: &str, insecure: bool) -> Result<rustls::ClientConfig, rustls::Error> {
+    let tls = ["https://", "wss://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    });
+    match tls {
+        true => client_config(insecure),
+        false => plain_config(),
+    }
+}
+
 /// A client config that accepts any certificate (`insecure = true`).
 pub fn insecure_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -76,7 +76,7 @@ pub async fn connect(
     request.headers_mut().insert("Authorization", auth);
     let host = request.uri().host().unwrap_or_default().to_string();
     let connector = Some(Connector::Rustls(Arc::new(
-        tls::client_config(insecure).map_err(|e| other(e.to_string()))?,
+        tls::config_for(url, insecure).map_err(|e| other(e.to_string()))?,
     )));
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_frame))

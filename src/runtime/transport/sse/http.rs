@@ -41,7 +41,9 @@ impl Client {
         headers.insert(AUTHORIZATION, auth);
         let http = reqwest::Client::builder()
             .default_headers(headers)
-            .tls_backend_preconfigured(tls_config(insecure).map_err(|e| other(e.to_string()))?)
+            .tls_backend_preconfigured(
+                tls_config(&base, insecure).map_err(|e| other(e.to_string()))?,
+            )
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             // Like the WebSocket transport: straight to the server.
@@ -57,8 +59,8 @@ impl Client {
 }
 
 /// The transports' TLS settings, with ALPN offering HTTP/2 first.
-fn tls_config(insecure: bool) -> Result<rustls::ClientConfig, rustls::Error> {
-    let mut config = tls::client_config(insecure)?;
+fn tls_config(base: &str, insecure: bool) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut config = tls::config_for(base, insecure)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
