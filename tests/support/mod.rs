@@ -154,7 +154,6 @@ pub mod daemon;
 pub mod fake_anthropic;
 pub mod fake_backend;
 pub mod fake_claude;
-pub mod fake_sse;
 pub mod real_claude;
 pub mod scenario;
 pub mod tools;

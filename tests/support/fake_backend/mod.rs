@@ -34,6 +34,7 @@
 //! `#[path = "support/fake_backend.rs"] mod fake_backend;` from a test.
 #![allow(dead_code)]
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,7 @@ use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-pub mod http1;
+mod http1;
 mod sse;
 
 /// Upgrade path the daemon must use (§1.5).
@@ -83,6 +84,17 @@ struct Config {
     host_id: String,
     send_hello: bool,
     ws_path: String,
+    /// `last_acked_seq` in the answer to an SSE `/ready`.
+    last_acked_seq: i64,
+}
+
+/// One POST of the SSE transport, as received and answered.
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub path: String,
+    pub body: Value,
+    /// What the fake answered.
+    pub status: u16,
 }
 
 /// One upgrade request as received (accepted or rejected).
@@ -135,8 +147,10 @@ struct Shared {
     accepted: AtomicUsize,
     /// The SSE session the daemon's POSTs belong to.
     sse: Mutex<Option<Arc<sse::Session>>>,
-    /// Heartbeat POSTs received (SSE's keep-alive, not frames).
-    heartbeats: Mutex<usize>,
+    /// Every SSE POST (`/ready`, frames, heartbeats), failed ones included.
+    posts: Mutex<Vec<Post>>,
+    /// Statuses to answer the next POSTs to a path with, instead of 200.
+    post_failures: Mutex<HashMap<String, VecDeque<u16>>>,
     /// Bumped on every recorded event; waiters watch it.
     changed: watch::Sender<u64>,
 }
@@ -184,12 +198,14 @@ impl FakeBackend {
                 host_id: DEFAULT_HOST_ID.to_string(),
                 send_hello: true,
                 ws_path: WS_PATH.to_string(),
+                last_acked_seq: 0,
             }),
             upgrades: Mutex::new(Vec::new()),
             frames: Mutex::new(Vec::new()),
             accepted: AtomicUsize::new(0),
             sse: Mutex::new(None),
-            heartbeats: Mutex::new(0),
+            posts: Mutex::new(Vec::new()),
+            post_failures: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
         });
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
@@ -279,9 +295,44 @@ impl FakeBackend {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 
-    /// Heartbeat POSTs received over SSE.
-    pub fn heartbeat_count(&self) -> usize {
-        *self.shared.heartbeats.lock().unwrap()
+    /// `last_acked_seq` in the answer to the next SSE `/ready`s.
+    pub fn set_last_acked_seq(&self, seq: i64) {
+        self.shared.config.lock().unwrap().last_acked_seq = seq;
+    }
+
+    /// Answer the next SSE POST to `path` (`/v1/daemon/ready` included)
+    /// with `status`; queued, one per call.
+    pub fn fail_post(&self, path: &str, status: u16) {
+        let mut f = self.shared.post_failures.lock().unwrap();
+        f.entry(path.to_string()).or_default().push_back(status);
+    }
+
+    /// Every SSE POST so far, failed ones included, in arrival order.
+    pub fn posts(&self) -> Vec<Post> {
+        self.shared.posts.lock().unwrap().clone()
+    }
+
+    /// Bodies of the SSE POSTs to `path` answered 2xx, in order.
+    pub fn accepted_posts(&self, path: &str) -> Vec<Value> {
+        self.posts()
+            .into_iter()
+            .filter(|p| p.path == path && p.status < 300)
+            .map(|p| p.body)
+            .collect()
+    }
+
+    /// Wait until `pred` holds for the SSE POSTs so far.
+    pub async fn wait_posts(&self, timeout: Duration, what: &str, pred: impl Fn(&[Post]) -> bool) {
+        let found = self
+            .shared
+            .wait(timeout, || pred(&self.posts()).then_some(()))
+            .await;
+        if found.is_none() {
+            panic!(
+                "fake backend: timed out waiting for {what}; POSTs: {:#?}",
+                self.posts()
+            );
+        }
     }
 
     /// The `Authorization` header of each upgrade request, in order.
@@ -548,6 +599,13 @@ impl Conn {
             .map(|f| Message::text(f.to_string()))
             .collect();
         self.send_messages(msgs).await;
+    }
+
+    /// SSE only: these bytes on the event stream as one TCP write (an event
+    /// split across reads, comments, ...). Over WebSocket a binary message.
+    pub async fn send_stream_bytes(&mut self, bytes: &[u8]) {
+        self.send_message(Message::Binary(bytes.to_vec().into()))
+            .await;
     }
 
     /// Send arbitrary text (invalid JSON, a non-object, ...).

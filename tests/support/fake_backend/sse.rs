@@ -9,11 +9,14 @@
 //! (`{"type", "payload"}`: `ready` from `/ready`, `delivery_ack` from
 //! `/delivery-ack`, ...); the stream's `Last-Event-ID` is recorded as the
 //! `resume {last_seq}` frame it replaces over SSE. Heartbeat POSTs are the
-//! transport's keep-alive, like WebSocket pings: counted, not frames.
+//! transport's keep-alive, like WebSocket pings: not frames. Every POST is
+//! also recorded with its answer ([`FakeBackend::posts`]), and
+//! [`FakeBackend::fail_post`] makes the next ones to a path fail.
 //! [`Conn::send`] writes the frame as one event (`event:` its type, `id:`
 //! its seq, `data:` its JSON), [`Conn::close`] and dropping the `Conn` end
 //! the stream.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::http1::{self, Request};
-use super::{Auth, Cmd, Conn, Event, Shared, Upgrade, record_frame};
+use super::{Auth, Cmd, Conn, Event, Post, Shared, Upgrade, record_frame};
 
 /// How long a [`Conn::send`] waits for the daemon to open its stream.
 const STREAM_WAIT: Duration = Duration::from_secs(10);
@@ -99,8 +102,9 @@ async fn ready(
     let status = match config.auth {
         Auth::Reject(s) => s,
         _ if !authorized(shared, req) => 401,
-        _ => 200,
+        _ => queued_failure(shared, &req.path).unwrap_or(200),
     };
+    recorded(shared, req, status);
     let upgrade = record_request(shared, req, status);
     if status != 200 {
         http1::respond(tcp, status, "").await;
@@ -114,7 +118,8 @@ async fn ready(
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     let session = open_session(shared, upgrade, &config.host_id, conn_tx);
     session.record(shared, json!({"type": "ready", "payload": body}));
-    let answer = json!({"host_id": config.host_id, "last_acked_seq": 0, "agents": []});
+    let answer =
+        json!({"host_id": config.host_id, "last_acked_seq": config.last_acked_seq, "agents": []});
     http1::respond(tcp, 200, &answer.to_string()).await;
     true
 }
@@ -154,31 +159,67 @@ fn open_session(
     session
 }
 
-/// The daemon's frame POSTs, back into frames of the current session.
+/// The daemon's frame POSTs, back into frames of the current session
+/// (heartbeats are only recorded as POSTs).
 fn post(req: &Request, path: &str, shared: &Shared) -> u16 {
+    let status = post_status(req, path, shared);
+    if status == 200
+        && let Some(ty) = frame_type(path)
+    {
+        let session = shared.sse.lock().unwrap().clone();
+        let Some(session) = session else {
+            return recorded(shared, req, 409);
+        };
+        let payload: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        session.record(shared, json!({"type": ty, "payload": payload}));
+    }
+    recorded(shared, req, status)
+}
+
+/// The frame type a POST path carries (`None`: a heartbeat).
+fn frame_type(path: &str) -> Option<String> {
+    match path.strip_prefix("/v1/daemon/")? {
+        "heartbeat" => None,
+        name => Some(name.replace('-', "_")),
+    }
+}
+
+fn post_status(req: &Request, path: &str, shared: &Shared) -> u16 {
+    const PATHS: [&str; 6] = [
+        "heartbeat",
+        "delivery-ack",
+        "agent-status",
+        "agent-session-start",
+        "tool-call",
+        "publish-partial",
+    ];
+    if !PATHS
+        .iter()
+        .any(|p| path.strip_prefix("/v1/daemon/") == Some(p))
+    {
+        return 404;
+    }
     if !authorized(shared, req) {
         return 401;
     }
-    let ty = match path.strip_prefix("/v1/daemon/") {
-        Some("heartbeat") => {
-            *shared.heartbeats.lock().unwrap() += 1;
-            return 200;
-        }
-        Some(
-            name @ ("delivery-ack"
-            | "agent-status"
-            | "agent-session-start"
-            | "tool-call"
-            | "publish-partial"),
-        ) => name.replace('-', "_"),
-        _ => return 404,
-    };
-    let Some(session) = shared.sse.lock().unwrap().clone() else {
-        return 409;
-    };
-    let payload: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    session.record(shared, json!({"type": ty, "payload": payload}));
-    200
+    queued_failure(shared, path).unwrap_or(200)
+}
+
+fn queued_failure(shared: &Shared, path: &str) -> Option<u16> {
+    let mut f = shared.post_failures.lock().unwrap();
+    f.get_mut(path).and_then(VecDeque::pop_front)
+}
+
+/// Record a POST with its answer; returns `status`.
+fn recorded(shared: &Shared, req: &Request, status: u16) -> u16 {
+    let body = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    shared.posts.lock().unwrap().push(Post {
+        path: req.path.clone(),
+        body,
+        status,
+    });
+    shared.bump();
+    status
 }
 
 fn record_request(shared: &Shared, req: &Request, status: u16) -> Upgrade {
@@ -257,10 +298,11 @@ async fn drive(session: Arc<Session>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
 }
 
 async fn send(session: &Session, msgs: &[Message]) -> Result<(), String> {
-    let mut bytes = String::new();
+    let mut bytes = Vec::new();
     for m in msgs {
         match m {
-            Message::Text(t) => bytes.push_str(&event(t.as_str())),
+            Message::Text(t) => bytes.extend_from_slice(event(t.as_str()).as_bytes()),
+            Message::Binary(b) => bytes.extend_from_slice(b),
             other => return Err(format!("{other:?} has no SSE equivalent")),
         }
     }
@@ -272,7 +314,7 @@ async fn send(session: &Session, msgs: &[Message]) -> Result<(), String> {
         .clone();
     writer
         .ok_or("stream closed")?
-        .send(bytes.into_bytes())
+        .send(bytes)
         .map_err(|_| "stream closed".to_string())
 }
 
