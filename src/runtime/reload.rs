@@ -16,10 +16,10 @@ use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 
 use super::settings::{Settings, file_digest};
-use super::shared::Shared;
+use super::shared::{Reconcile, Shared};
 use super::wake::scheduler::Scheduler;
 use crate::config::{self, SecretRef};
-use crate::reconcile::{self, Context, lock};
+use crate::reconcile::{self, Context, lock, render};
 use crate::service::Platform;
 
 /// Watch the config file (and the key file it names) and SIGHUP until
@@ -166,17 +166,14 @@ pub async fn apply_local(
 ) -> Result<(), String> {
     let s = shared.settings();
     let profile = s.profile.clone();
-    let ctx = Context {
-        home: s.home.clone(),
-        exe: s.exe.clone(),
-        platform: Platform::detect().unwrap_or(Platform::Systemd),
-    };
+    let ctx = context(&s);
     let applied = tokio::task::spawn_blocking(move || {
         let waiting = |pid| {
             let who = lock::holder_note(pid);
             tracing::info!("{label}: waiting for another apply{who} to finish");
         };
-        match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
+        let drift = reconcile::service_drift(&desired, &ctx, &profile);
+        let outcome = match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
             Ok((plan, report)) => {
                 let errors: Vec<String> = plan
                     .warnings
@@ -185,13 +182,20 @@ pub async fn apply_local(
                     .map(|e| format!("{}: {}", e.resource, e.message))
                     .chain(report.errors)
                     .collect();
-                (report.done, errors)
+                let summary = if plan.has_changes() {
+                    render::summary_line(plan.summary())
+                } else {
+                    "No changes.".to_string()
+                };
+                (report.done, errors, summary)
             }
-            Err(e) => (Vec::new(), vec![e]),
-        }
+            Err(e) => (Vec::new(), vec![e], "not applied".to_string()),
+        };
+        (outcome, drift)
     })
     .await;
-    let (done, errors) = applied.map_err(|e| format!("applying local resources failed: {e}"))?;
+    let ((done, errors, summary), drift) =
+        applied.map_err(|e| format!("applying local resources failed: {e}"))?;
     for d in done {
         tracing::info!("{label}: {d}");
     }
@@ -200,8 +204,26 @@ pub async fn apply_local(
     } else {
         Err(crate::redact::secrets(&errors.join("; ")).into_owned())
     };
-    shared.with_live(|l| l.reconcile_error = result.clone().err());
+    shared.with_live(|l| {
+        l.reconcile_error = result.clone().err();
+        l.last_reconcile = Some(Reconcile {
+            at: crate::protocol::outbound::now_ts(),
+            trigger: label.to_string(),
+            summary,
+            error: result.clone().err(),
+        });
+        l.service_drift = drift;
+    });
     result
+}
+
+/// What plan/apply need to know about this machine.
+pub(super) fn context(s: &Settings) -> Context {
+    Context {
+        home: s.home.clone(),
+        exe: s.exe.clone(),
+        platform: Platform::detect().unwrap_or(Platform::Systemd),
+    }
 }
 
 /// The daemon's profile is not in the config file (any more).
@@ -281,6 +303,7 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         l.config_error = None;
         l.key_error = None;
         l.config_loaded_at = Some(crate::protocol::outbound::now_ts());
+        l.config_generation += 1;
     });
     tracing::info!("configuration reloaded from {}", path.display());
     if reconnect {

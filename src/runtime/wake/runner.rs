@@ -21,12 +21,12 @@ use crate::paths::AgentId;
 use crate::protocol::frames::DeliverPayload;
 use crate::protocol::outbound::now_ts;
 use crate::protocol::tools::{SEND_MESSAGE, claude_name};
-use crate::protocol::{AckStatus, Outbound, WakeStatus};
+use crate::protocol::{AckStatus, Outbound, Usage, WakeStatus};
 use crate::runtime::agents;
 use crate::runtime::delivery::ledger::PendingWake;
 use crate::runtime::failpoint;
 use crate::runtime::settings::Settings;
-use crate::runtime::shared::{Grant, RunningWake, Shared};
+use crate::runtime::shared::{Grant, LastWake, RunningWake, Shared};
 use crate::runtime::tool_calls::Call;
 use crate::workspace::AgentLayout;
 
@@ -68,7 +68,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
                 "{id}: message {}: cannot read its payload back: {e}",
                 wake.message_id
             );
-            return finish(shared, &wake, WakeStatus::Crashed, -1);
+            return finish(shared, &wake, WakeStatus::Crashed, -1, None);
         }
     };
     // The body is the bulk of a large message: it moves into the prompt,
@@ -209,12 +209,14 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         Some(e) => e.clone(),
         None => attempt.stderr_tail.clone(),
     };
+    let usage = attempt.transcript.result.as_ref().and_then(|r| r.usage);
     write_last_spawn(&layout, |v| {
         *v = json!({
             "exit_code": attempt.exit_code,
             "session_id": session_id,
             "stderr_tail": tail,
             "ts": now_ts(),
+            "usage": usage,
         })
     });
 
@@ -225,7 +227,7 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     } else {
         WakeStatus::Crashed
     };
-    finish(shared, &wake, status, attempt.exit_code)
+    finish(shared, &wake, status, attempt.exit_code, usage)
 }
 
 /// A wake's task panicked (a bug): the message is reported `crashed` and
@@ -240,7 +242,7 @@ pub fn panicked(shared: &Arc<Shared>, wake: &PendingWake) {
     shared.with_live(|l| l.running.remove(&wake.agent_id));
     let layout = AgentLayout::new(&shared.settings().paths, &wake.agent_id);
     WakeToken::remove(&layout.claude_token());
-    finish(shared, wake, WakeStatus::Crashed, -1);
+    finish(shared, wake, WakeStatus::Crashed, -1, None);
 }
 
 /// Over SSE, the text claude streams is published as it grows (PROTOCOL
@@ -266,14 +268,34 @@ fn partial_publisher(
 }
 
 /// The message is done: never run again, and the backend is told how it
-/// ended.
-fn finish(shared: &Arc<Shared>, wake: &PendingWake, status: WakeStatus, exit_code: i64) -> WakeEnd {
+/// ended (with claude's usage, when it reported it).
+fn finish(
+    shared: &Arc<Shared>,
+    wake: &PendingWake,
+    status: WakeStatus,
+    exit_code: i64,
+    usage: Option<Usage>,
+) -> WakeEnd {
     shared.with_ledger(|l| l.finish(&wake.message_id));
     shared.want_sync();
+    let last = LastWake {
+        message_id: wake.message_id.clone(),
+        status,
+        exit_code,
+        finished_at: now_ts(),
+        usage,
+    };
+    shared.with_live(|l| {
+        l.wakes
+            .entry(wake.agent_id.clone())
+            .or_default()
+            .record(last)
+    });
     shared.outbox.push(Outbound::Status {
         agent_id: wake.agent_id.clone(),
         status,
         exit_code: Some(exit_code),
+        usage,
     });
     WakeEnd::Finished(status)
 }
@@ -509,6 +531,7 @@ async fn started(
         agent_id: wake.agent_id.clone(),
         status: WakeStatus::Running,
         exit_code: None,
+        usage: None,
     });
 }
 
