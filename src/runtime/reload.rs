@@ -273,6 +273,7 @@ fn not_used(shared: &Shared, path: &Path, e: String) {
         "the new configuration in {} is not used: {e}",
         path.display()
     );
+    shared.metrics.reloaded(false);
     shared.with_live(|l| l.config_error = Some(e));
 }
 
@@ -305,6 +306,7 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         l.config_loaded_at = Some(crate::protocol::outbound::now_ts());
         l.config_generation += 1;
     });
+    shared.metrics.reloaded(true);
     tracing::info!("configuration reloaded from {}", path.display());
     if reconnect {
         // The session sees the new settings through its watch, wherever

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::assign_queue::AssignQueue;
 use super::delivery::ledger::Ledger;
 use super::delivery::outbox::Outbox;
+use super::metrics::Metrics;
 use super::settings::Settings;
 use super::timing::Timing;
 use super::tool_calls::ToolCalls;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub sync_wanted: Notify,
     /// `assign` frames waiting to be applied (`assign_queue`).
     pub assigns: AssignQueue,
+    /// Counters and histograms served on the metrics socket.
+    pub metrics: Arc<Metrics>,
     live: Mutex<Live>,
 }
 
@@ -179,6 +182,7 @@ pub struct Grant {
 impl Shared {
     pub fn new(settings: Settings, timing: Timing, ledger: Ledger) -> Arc<Self> {
         let outbox = Arc::new(Outbox::default());
+        let metrics = Arc::new(Metrics::new());
         let live = Live {
             connection: Connection::Connecting,
             transport: None,
@@ -202,12 +206,13 @@ impl Shared {
         Arc::new(Self {
             settings: watch::Sender::new(Arc::new(settings)),
             timing,
-            tools: ToolCalls::new(outbox.clone()),
+            tools: ToolCalls::new(outbox.clone(), metrics.clone()),
             outbox,
             ledger: Mutex::new(ledger),
             cancel: CancellationToken::new(),
             sync_wanted: Notify::new(),
             assigns: AssignQueue::default(),
+            metrics,
             live: Mutex::new(live),
         })
     }

@@ -52,6 +52,7 @@ struct Attempt {
 }
 
 pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
+    let began = std::time::Instant::now();
     let s = shared.settings();
     let id = wake.agent_id.clone();
     let layout = AgentLayout::new(&s.paths, &id);
@@ -68,7 +69,8 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
                 "{id}: message {}: cannot read its payload back: {e}",
                 wake.message_id
             );
-            return finish(shared, &wake, WakeStatus::Crashed, -1, None);
+            let took = Some(began.elapsed());
+            return finish(shared, &wake, WakeStatus::Crashed, -1, None, took);
         }
     };
     // The body is the bulk of a large message: it moves into the prompt,
@@ -210,6 +212,12 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         None => attempt.stderr_tail.clone(),
     };
     let usage = attempt.transcript.result.as_ref().and_then(|r| r.usage);
+    let t = &attempt.transcript;
+    shared.metrics.usage(
+        id.as_str(),
+        usage.as_ref(),
+        (t.cache_read_tokens, t.cache_creation_tokens),
+    );
     write_last_spawn(&layout, |v| {
         *v = json!({
             "exit_code": attempt.exit_code,
@@ -227,7 +235,8 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     } else {
         WakeStatus::Crashed
     };
-    finish(shared, &wake, status, attempt.exit_code, usage)
+    let took = Some(began.elapsed());
+    finish(shared, &wake, status, attempt.exit_code, usage, took)
 }
 
 /// A wake's task panicked (a bug): the message is reported `crashed` and
@@ -242,7 +251,7 @@ pub fn panicked(shared: &Arc<Shared>, wake: &PendingWake) {
     shared.with_live(|l| l.running.remove(&wake.agent_id));
     let layout = AgentLayout::new(&shared.settings().paths, &wake.agent_id);
     WakeToken::remove(&layout.claude_token());
-    finish(shared, wake, WakeStatus::Crashed, -1, None);
+    finish(shared, wake, WakeStatus::Crashed, -1, None, None);
 }
 
 /// Over SSE, the text claude streams is published as it grows (PROTOCOL
@@ -275,9 +284,11 @@ fn finish(
     status: WakeStatus,
     exit_code: i64,
     usage: Option<Usage>,
+    took: Option<std::time::Duration>,
 ) -> WakeEnd {
     shared.with_ledger(|l| l.finish(&wake.message_id));
     shared.want_sync();
+    shared.metrics.wake_finished(status, took);
     let last = LastWake {
         message_id: wake.message_id.clone(),
         status,
@@ -310,7 +321,9 @@ async fn fallback_reply(shared: &Arc<Shared>, agent_id: &AgentId, session: &str,
         args: json!({"target": "user", "body": text, "kind": "reply"}),
         timeout: shared.timing.fallback_timeout,
     };
-    match shared.tools.call(call).await {
+    let answer = shared.tools.call(call).await;
+    shared.metrics.fallback_sent();
+    match answer {
         Ok(_) => tracing::info!(
             "{agent_id}: claude did not call send_message; the daemon sent its final text"
         ),
@@ -522,6 +535,7 @@ async fn started(
     {
         tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
     }
+    shared.metrics.ack(AckStatus::Started);
     shared.outbox.push(Outbound::Ack {
         message_id: wake.message_id.clone(),
         status: AckStatus::Started,
