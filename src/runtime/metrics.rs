@@ -123,12 +123,12 @@ impl Metrics {
             agent_tokens: Family::default(),
             agent_cost: Family::default(),
         };
-        m.register()
+        m.register_original().register_ours()
     }
 
-    /// Names without `_total`: OpenMetrics adds it to counters, giving the
-    /// original's series names.
-    fn register(mut self) -> Self {
+    /// The original's series (original §10). Names without `_total`:
+    /// OpenMetrics adds it to counters, giving the original's names.
+    fn register_original(mut self) -> Self {
         let r = &mut self.registry;
         let d = "cloudagent_daemon_";
         r.register(
@@ -191,6 +191,13 @@ impl Metrics {
             "Prompt-cache creation tokens of claude's model calls",
             self.cache_creation_tokens.clone(),
         );
+        self
+    }
+
+    /// Ours, next to them (README.md, "Metrics").
+    fn register_ours(mut self) -> Self {
+        let r = &mut self.registry;
+        let d = "cloudagent_daemon_";
         r.register(
             format!("{d}delivery_acks"),
             "delivery_ack frames queued for the backend, by status",
