@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecursiveMode, Watcher};
+
+/// Quiet time after the last event before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 use super::settings::{Settings, file_digest};
 use super::shared::{Reconcile, Shared};
@@ -36,7 +38,7 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watched = watched_files(&shared.settings());
     // Kept alive for the loop below; dropping it stops the watch.
-    let mut _debouncer = start_watcher(&watched, tx.clone());
+    let mut _watcher = start_watcher(&watched, tx.clone());
     // A change between loading the settings and watching saw no event:
     // compare with what they were loaded from, once, now that we watch.
     let mut last = shared.settings().config_digest;
@@ -45,6 +47,9 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             Some(()) = rx.recv() => {
+                if !settle(&shared, &mut rx).await {
+                    return;
+                }
                 // Editors produce several events per save; reload only when
                 // the content really changed.
                 let now = path.as_deref().and_then(file_digest);
@@ -65,7 +70,7 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
         // The file may now name another key file.
         let now = watched_files(&shared.settings());
         if now != watched {
-            _debouncer = start_watcher(&now, tx.clone());
+            _watcher = start_watcher(&now, tx.clone());
             watched = now;
         }
     }
@@ -107,6 +112,11 @@ fn key_rotated(shared: &Shared) -> bool {
     }
 }
 
+/// Watch the files' directories with a plain watcher: each event on one
+/// of the names (written, renamed over, symlink replaced) or on a
+/// directory itself is passed on, and [`settle`] debounces them. A
+/// debouncing watcher would wake every 50 ms for ever, which was most of
+/// the idle daemon's CPU (README.md, "Benchmarks").
 fn start_watcher(
     files: &[PathBuf],
     tx: tokio::sync::mpsc::UnboundedSender<()>,
@@ -121,38 +131,45 @@ fn start_watcher(
         .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
         .collect();
     let watched_dirs = dirs.clone();
-    let handler = move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            // Any event on one of the files' names (written, renamed over,
-            // symlink replaced) or on a directory itself.
-            if events.iter().flat_map(|e| e.paths.iter()).any(|p| {
+    let handler = move |result: notify::Result<notify::Event>| match result {
+        Ok(event) => {
+            if event.paths.iter().any(|p| {
                 p.file_name().is_some_and(|n| names.contains(n)) || watched_dirs.contains(p)
             }) {
                 let _ = tx.send(());
             }
         }
-        Err(errors) => {
-            for e in errors {
-                tracing::warn!("watching the config file: {e}");
-            }
-        }
+        Err(e) => tracing::warn!("watching the config file: {e}"),
     };
-    let mut debouncer = match new_debouncer(Duration::from_millis(200), None, handler) {
-        Ok(d) => d,
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
         Err(e) => {
             tracing::warn!("cannot watch the config file: {e}; send SIGHUP to reload");
             return None;
         }
     };
     for dir in &dirs {
-        if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             tracing::warn!("cannot watch {}: {e}; send SIGHUP to reload", dir.display());
         }
     }
     for f in files {
         tracing::info!("watching {} for changes", f.display());
     }
-    Some(debouncer)
+    Some(watcher)
+}
+
+/// After a first event: wait until none has come for [`DEBOUNCE`], so an
+/// editor's several events per save, or a generator's burst of writes,
+/// make one reload. `false` when the daemon stops meanwhile.
+async fn settle(shared: &Shared, rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) -> bool {
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return false,
+            more = rx.recv() => if more.is_none() { return true },
+            () = tokio::time::sleep(DEBOUNCE) => return true,
+        }
+    }
 }
 
 /// The same plan/apply as `apply`, for this profile's local resources
