@@ -7,7 +7,7 @@
 //!   (asked over the profile's socket) showing the new config generation,
 //!   debounce included; p50/p90 over 50 edits;
 //! - idle cost: the daemon's CPU time (utime + stime from /proc, Linux
-//!   only) over 60 s with nothing changing but a backend `ping` every 30 s,
+//!   only) over 60 s, 15 s after the last edit, with nothing changing but a backend `ping` every 30 s,
 //!   as the original's backend sends; the watcher and the resync timer are
 //!   armed;
 //! - a metrics scrape over `metrics.sock`: p50/p90 over 200.
@@ -41,6 +41,8 @@ const SCRAPES: usize = 200;
 /// One edit must be applied within this, or it is a failure.
 const PER_EDIT: Duration = Duration::from_secs(10);
 const IDLE: Duration = Duration::from_secs(60);
+/// Before the idle window.
+const SETTLE: Duration = Duration::from_secs(15);
 
 struct Home {
     dir: PathBuf,
@@ -216,6 +218,10 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 #[cfg(target_os = "linux")]
 async fn idle(pid: u32, conn: &mut Conn, fails: &mut Vec<String>) {
+    // The edits' after-effects end first: tokio's blocking threads (the
+    // applies ran there) stay 10 s before they exit.
+    tokio::time::sleep(SETTLE).await;
+    let _ = conn.send(PING.to_string()).await;
     let Some(before) = cpu_seconds(pid) else {
         fails.push("cannot read the daemon's CPU time".into());
         return;

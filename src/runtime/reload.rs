@@ -132,6 +132,9 @@ fn start_watcher(
         .collect();
     let watched_dirs = dirs.clone();
     let handler = move |result: notify::Result<notify::Event>| match result {
+        // Reading a file is an event too (open, access, close): ours
+        // would wake this watcher again, for ever. Only changes count.
+        Ok(event) if event.kind.is_access() => {}
         Ok(event) => {
             if event.paths.iter().any(|p| {
                 p.file_name().is_some_and(|n| names.contains(n)) || watched_dirs.contains(p)
