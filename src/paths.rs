@@ -181,6 +181,10 @@ impl ProfilePaths {
     pub fn socket(&self) -> PathBuf {
         self.base.join("bridge.sock")
     }
+    /// This profile's own metrics socket (the original shared one).
+    pub fn metrics_socket(&self) -> PathBuf {
+        self.base.join("metrics.sock")
+    }
     pub fn inventory_file(&self) -> PathBuf {
         self.base.join("inventory.json")
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::TestHome;
 use support::daemon::{Daemon, DaemonConfig, FAST_TIMING};
-use support::fake_backend::{FakeBackend, deliver, frame_type};
+use support::fake_backend::{FakeBackend, deliver, frame_type, hello};
 use support::fake_claude::FakeClaude;
 
 const T: Duration = Duration::from_secs(15);
@@ -347,4 +347,119 @@ async fn drift_is_repaired_and_a_failing_resync_is_retried_and_shown() {
         agent.join("notes").is_dir() && status(&home)["reconcile_error"].is_null()
     })
     .await;
+
+    // The whole workspace deleted: restored, with its identity.
+    std::fs::remove_dir_all(&agent).unwrap();
+    wait_until("the workspace restored", || {
+        identity.is_file() && agent.join("workspace").is_dir()
+    })
+    .await;
+}
+
+/// A reload that lands while the session waits for the server's `hello`
+/// (not parked where a one-shot notification would reach it) is not lost:
+/// once the handshake goes on, the session sees the new server and goes
+/// there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_during_a_slow_handshake_is_not_lost() {
+    let home = TestHome::new();
+    let first = FakeBackend::start().await;
+    let second = FakeBackend::start().await;
+    first.set_send_hello(false);
+    let _claude = FakeClaude::install(&home.bin_dir());
+    let cfg_path = home.write_config(&DaemonConfig::new(&first.url(), &["agent_a"]).render(&home));
+    let d = Daemon::start(&home, FAST_TIMING);
+    // Upgraded, no hello yet: the daemon is inside its handshake.
+    let mut conn = first.next_connection(T).await;
+    write_atomically(
+        &cfg_path,
+        &DaemonConfig::new(&second.url(), &["agent_a"]).render(&home),
+    );
+    wait_until("the reload", || {
+        d.output(&home).contains("configuration reloaded")
+    })
+    .await;
+    // The slow server finally speaks (the daemon may already have left).
+    let _ = conn
+        .try_send(hello("host_slow", serde_json::json!([])))
+        .await;
+    let mut conn2 = second.next_connection(T).await;
+    conn2.recv_type("resume", T).await;
+    assert!(conn.closed(T).await, "the first connection is closed");
+    assert!(
+        status(&home)["server"]
+            .as_str()
+            .unwrap()
+            .starts_with(&second.url())
+    );
+}
+
+/// A key file that is a symlink (a secrets manager or nix swapping it)
+/// rotated by replacing the link: the daemon reconnects with the new key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_rotated_by_a_symlink_swap_reconnects_with_it() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    home.write_config(&DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home));
+    let key = home.path().join(".config/cloudagent/test.key");
+    let store = home.path().join("secrets");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("k1"), "sk_machine_testkey\n").unwrap();
+    std::fs::write(store.join("k2"), "sk_machine_swapped\n").unwrap();
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(store.join("k1"), &key).unwrap();
+    let _d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+
+    let tmp = key.with_extension("new");
+    std::os::unix::fs::symlink(store.join("k2"), &tmp).unwrap();
+    std::fs::rename(&tmp, &key).unwrap();
+    let mut conn2 = backend.next_connection(T).await;
+    conn2.recv_type("resume", T).await;
+    assert_eq!(
+        conn2.upgrade.authorization.as_deref(),
+        Some("Bearer sk_machine_swapped")
+    );
+    assert!(conn.closed(T).await, "the old key's connection is closed");
+}
+
+/// 50 saves in a burst (a generator rewriting the file) are coalesced: a
+/// few reconciles, not 50, and the last content wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_writes_is_coalesced() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let _claude = FakeClaude::install(&home.bin_dir());
+    let base = DaemonConfig::new(&backend.url(), &["agent_a"]).render(&home);
+    let last = DaemonConfig::new(&backend.url(), &["agent_a", "agent_b"]).render(&home);
+    let cfg_path = home.write_config(&base);
+    let d = Daemon::start(&home, FAST_TIMING);
+    let mut conn = backend.next_connection(T).await;
+    conn.recv_type("resume", T).await;
+
+    for i in 0..49 {
+        write_atomically(&cfg_path, &format!("{base}\n# edit {i}\n"));
+    }
+    write_atomically(&cfg_path, &last);
+    let agents = home.path().join(".cloudagent/agents");
+    wait_until("agent_b's workspace", || {
+        agents.join("agent_b/.meta/identity.json").is_file()
+    })
+    .await;
+    // Let any late reload land before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reloads = d
+        .output(&home)
+        .matches("configuration reloaded from")
+        .count();
+    assert!(
+        (1..=10).contains(&reloads),
+        "{reloads} reloads for 50 writes"
+    );
+    assert_eq!(
+        status(&home)["agents"],
+        serde_json::json!(["agent_a", "agent_b"])
+    );
 }

@@ -191,7 +191,7 @@ async fn deliver_acks_runs_claude_and_reports_statuses_in_order(t: Transport) {
     let idle = s.backend.frames_of_type("agent_status").pop().unwrap();
     assert_eq!(
         idle["payload"],
-        json!({"agent_id": "agent_a", "status": "idle", "exit_code": 0})
+        json!({"agent_id": "agent_a", "status": "idle", "exit_code": 0, "usage": fake_usage()})
     );
 
     let call = &s.claude.calls()[0];
@@ -586,6 +586,14 @@ async fn exit_zero_with_an_error_result_is_not_idle(t: Transport) {
     assert_eq!(st["payload"]["exit_code"], 0);
 }
 
+/// The usage in the fake's `result` event, as the final `agent_status`
+/// carries it (a run stopped by its timeout had reported it too).
+fn fake_usage() -> Value {
+    json!({"input_tokens": 3426, "output_tokens": 58, "cache_read_input_tokens": 0,
+           "cache_creation_input_tokens": 0, "total_cost_usd": 0.01858, "num_turns": 1,
+           "duration_ms": 178})
+}
+
 async fn hung_claude_is_killed_by_the_timeout(t: Transport) {
     let s = setup(t, &["agent_a"], "wake_timeout_sec = 1\n").await;
     s.claude.script(1, Behaviour::ok("sid-h", "never").hang());
@@ -594,7 +602,7 @@ async fn hung_claude_is_killed_by_the_timeout(t: Transport) {
     let st = s.backend.wait_for_frame(T, idle_status).await;
     assert_eq!(
         st["payload"],
-        json!({"agent_id": "agent_a", "status": "timeout", "exit_code": -9})
+        json!({"agent_id": "agent_a", "status": "timeout", "exit_code": -9, "usage": fake_usage()})
     );
     let call = s.claude.wait_for_gone(1, T).await;
     assert!(!call.is_alive());

@@ -142,8 +142,17 @@ async fn a_deliver_is_answered_through_send_message_and_the_next_one_resumes(t: 
         p["args"],
         json!({"target": "user", "body": "hello from the model", "kind": "reply", "parent_msg_id": 236})
     );
+    // claude's usage of this run comes along (docs/PROTOCOL.md,
+    // "agent_status"); its figures are the stand-in API's.
+    let mut payload = status["payload"].clone();
+    let usage = payload
+        .as_object_mut()
+        .and_then(|p| p.remove("usage"))
+        .unwrap_or_default();
+    assert!(usage["num_turns"].as_u64() >= Some(1), "{usage}");
+    assert!(usage["output_tokens"].as_u64().is_some(), "{usage}");
     assert_eq!(
-        status["payload"],
+        payload,
         json!({"agent_id": "agent_a", "status": "idle", "exit_code": 0})
     );
 

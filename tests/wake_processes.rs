@@ -73,7 +73,10 @@ async fn processes_left_holding_claudes_output_neither_keep_the_wake_running_nor
     let st = s.backend.wait_for_frame(T, final_status).await;
     assert_eq!(
         st["payload"],
-        json!({"agent_id": "agent_a", "status": "idle", "exit_code": 0}),
+        json!({"agent_id": "agent_a", "status": "idle", "exit_code": 0,
+               "usage": {"input_tokens": 3426, "output_tokens": 58, "cache_read_input_tokens": 0,
+                         "cache_creation_input_tokens": 0, "total_cost_usd": 0.01858,
+                         "num_turns": 1, "duration_ms": 178}}),
         "claude's own exit is reported, not the wake timeout"
     );
     let call = s.call_with_left_behind(1, 2).await;

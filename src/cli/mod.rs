@@ -7,6 +7,7 @@ mod reconcile;
 mod schema;
 mod start;
 mod status;
+mod status_render;
 mod stop;
 mod supervisor;
 

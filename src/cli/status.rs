@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::profile::ProfileArg;
 use crate::bridge::ipc;
@@ -15,7 +15,6 @@ use crate::protocol::env::SOCKET_PATH as SOCKET_PATH_ENV;
 use crate::protocol::ipc::Request;
 use crate::runtime::lock::{PidFileError, alive, read_pid};
 use crate::runtime::running::{self, Found};
-use crate::runtime::shared::Connection;
 use crate::runtime::status::StatusReport;
 
 #[derive(Debug, Args)]
@@ -152,16 +151,8 @@ fn running_report(
     live: Result<StatusReport, ipc::ClientError>,
 ) -> u8 {
     match live {
-        Ok(report) if args.json => {
-            let mut v = json!({"running": true});
-            if let (Value::Object(out), Ok(Value::Object(r))) =
-                (&mut v, serde_json::to_value(&report))
-            {
-                out.extend(r);
-            }
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        }
-        Ok(report) => print!("{}", render(&report)),
+        Ok(report) if args.json => println!("{}", super::status_render::json(&report)),
+        Ok(report) => print!("{}", super::status_render::text(&report)),
         Err(e) if args.json => println!(
             "{}",
             json!({"running": true, "profile": profile.as_str(), "pid": pid, "error": e.to_string()})
@@ -174,74 +165,4 @@ fn running_report(
         }
     }
     0
-}
-
-fn render(r: &StatusReport) -> String {
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
-    let mut out = format!("● daemon running (pid={})\n", r.pid);
-    out.push_str(&format!("  profile: {}\n", r.profile));
-    out.push_str(&format!("  server: {}\n", r.server));
-    out.push_str(&format!("  host_id: {}\n", or_dash(&r.host_id)));
-    let conn = match &r.connection {
-        Connection::Connected { since } => format!("connected since {since}"),
-        Connection::Disconnected { since } => format!("disconnected since {since}"),
-        Connection::Parked { why } => format!("parked: {why}"),
-        other => other.label().to_string(),
-    };
-    out.push_str(&format!("  connection: {conn}\n"));
-    if let Some(t) = &r.transport {
-        out.push_str(&format!("  transport: {t}\n"));
-    }
-    if let Some(error) = &r.last_error {
-        out.push_str(&format!("  last error: {error}\n"));
-    }
-    out.push_str(&format!("  last_seq: {}\n", r.last_seq));
-    out.push_str(&format!(
-        "  agents: {}\n",
-        if r.agents.is_empty() {
-            "none".to_string()
-        } else {
-            format!("{} ({})", r.agents.join(", "), r.agents.len())
-        }
-    ));
-    if r.running_wakes.is_empty() {
-        out.push_str("  running wakes: none\n");
-    } else {
-        out.push_str("  running wakes:\n");
-        for (agent, w) in &r.running_wakes {
-            out.push_str(&format!(
-                "    {agent}: message {} since {}{}\n",
-                w.message_id,
-                w.started_at,
-                w.pid
-                    .map(|p| format!(" (claude pid {p})"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    out.push_str(&format!(
-        "  queued: {}  pending: {}  outbox: {}\n",
-        r.queued, r.pending, r.outbox
-    ));
-    if r.outbox_dropped > 0 {
-        out.push_str(&format!(
-            "  outbox: {} progress frames shed while the backend was unreachable\n",
-            r.outbox_dropped
-        ));
-    }
-    if let Some(c) = &r.config_file {
-        out.push_str(&format!("  config: {}\n", c.display()));
-    }
-    if let Some(e) = &r.config_error {
-        out.push_str(&format!(
-            "  config error (the last good configuration stays in force): {e}\n"
-        ));
-    }
-    if let Some(e) = &r.reconcile_error {
-        out.push_str(&format!("  reconcile error (retried): {e}\n"));
-    }
-    for text in r.refused.values() {
-        out.push_str(&format!("  refused: {text}\n"));
-    }
-    crate::redact::secrets(&out).into_owned()
 }

@@ -90,6 +90,8 @@ pub struct Profile {
     pub allowed_workdirs: Option<Vec<PathBuf>>,
     /// Agents the server may create beyond the declared ones.
     pub max_server_agents: u32,
+    /// Where the profile's metrics are also served over TCP.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Present when the profile's service unit should be installed.
     pub service: Option<ServiceSettings>,
     pub agents: BTreeMap<AgentId, Agent>,
@@ -132,6 +134,7 @@ pub fn validate(
             profiles.insert(p.name.clone(), p);
         }
     }
+    v.distinct_metrics_ports(&profiles);
     if v.problems.is_empty() {
         Ok(Desired {
             source,
@@ -328,6 +331,10 @@ impl Validator<'_, '_> {
             DEFAULT_MAX_SERVER_AGENTS,
             MAX_SERVER_AGENTS_RANGE,
         );
+        let metrics_listen = rp
+            .metrics_listen
+            .as_deref()
+            .and_then(|a| self.listen_address(name, a));
         let service = rp
             .service
             .as_ref()
@@ -358,9 +365,58 @@ impl Validator<'_, '_> {
             workspace_access: rp.workspace_access.unwrap_or_default(),
             allowed_workdirs,
             max_server_agents,
+            metrics_listen,
             service,
             agents,
         })
+    }
+
+    /// `metrics_listen`: an `IP:PORT` with a port other than 0.
+    fn listen_address(&mut self, profile: &str, raw: &str) -> Option<std::net::SocketAddr> {
+        let at = ["profiles", profile, "metrics_listen"];
+        match raw.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() != 0 => {
+                if !a.ip().is_loopback() {
+                    let w = self.loc.at_path(
+                        &path(&at),
+                        format!("{a} is reachable from other machines, and metrics have no authentication"),
+                    );
+                    self.warnings.push(w);
+                }
+                Some(a)
+            }
+            Ok(_) => {
+                self.error(&at, "needs a port other than 0");
+                None
+            }
+            Err(_) => {
+                self.error(
+                    &at,
+                    format!("{raw:?} is not an IP:PORT address, e.g. \"127.0.0.1:9464\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// Two profiles' `metrics_listen` on one port: the second daemon could
+    /// not bind it (whatever the addresses, `0.0.0.0` overlaps them all).
+    fn distinct_metrics_ports(&mut self, profiles: &BTreeMap<ProfileName, Profile>) {
+        let mut seen: BTreeMap<u16, &ProfileName> = BTreeMap::new();
+        for p in profiles.values() {
+            let Some(addr) = p.metrics_listen else {
+                continue;
+            };
+            if let Some(first) = seen.insert(addr.port(), &p.name) {
+                self.error(
+                    &["profiles", p.name.as_str(), "metrics_listen"],
+                    format!(
+                        "port {} is already profile \"{first}\"'s metrics_listen; two profiles cannot share a port",
+                        addr.port()
+                    ),
+                );
+            }
+        }
     }
 
     /// A number within `(min, max)`, or its default when absent.

@@ -221,6 +221,12 @@ pub struct RawProfile {
     /// a workspace). Default: 200.
     #[schemars(range(min = 0, max = 10000))]
     pub max_server_agents: Option<u32>,
+    /// Also serve this profile's metrics (Prometheus/OpenMetrics text, as
+    /// on its `metrics.sock`) over TCP at this address, e.g.
+    /// `"127.0.0.1:9464"`. Give a loopback address unless other machines
+    /// should scrape it (there is no authentication). Two profiles cannot
+    /// share a port.
+    pub metrics_listen: Option<String>,
     /// Run this profile's daemon as a user service (systemd user unit on
     /// Linux, launchd agent on macOS). Remove the section to uninstall.
     pub service: Option<RawService>,

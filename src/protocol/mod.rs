@@ -9,7 +9,9 @@ pub mod ipc;
 pub mod message;
 pub mod outbound;
 pub mod tools;
+pub mod usage;
 
 pub use frames::{Assign, Deliver, FrameError, Inbound, ToolResult};
 pub use message::MessageId;
 pub use outbound::{AckStatus, Outbound, WakeStatus};
+pub use usage::Usage;

@@ -3,10 +3,11 @@
 //! `{"v","type","id","ts","payload"}`, over SSE+POST as the payload alone,
 //! POSTed to the frame type's path. Keys keep the original's order.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::message::MessageId;
+use super::usage::Usage;
 use crate::paths::AgentId;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,8 @@ pub enum Outbound {
         agent_id: AgentId,
         status: WakeStatus,
         exit_code: Option<i64>,
+        /// Only on a final status, when claude reported its usage.
+        usage: Option<Usage>,
     },
     SessionStart {
         agent_id: AgentId,
@@ -65,7 +68,7 @@ impl AckStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WakeStatus {
     Running,
@@ -190,12 +193,19 @@ impl Outbound {
                 agent_id,
                 status,
                 exit_code,
+                usage,
             } => {
                 let mut p = Map::new();
                 p.insert("agent_id".into(), Value::from(agent_id.as_str()));
                 p.insert("status".into(), Value::from(status.as_str()));
                 if let Some(code) = exit_code {
                     p.insert("exit_code".into(), Value::from(*code));
+                }
+                if let Some(usage) = usage {
+                    p.insert(
+                        "usage".into(),
+                        serde_json::to_value(usage).unwrap_or_else(|e| unreachable_serialize(e)),
+                    );
                 }
                 Value::Object(p)
             }
@@ -299,10 +309,25 @@ mod tests {
             agent_id: agent(),
             status: WakeStatus::Idle,
             exit_code: Some(0),
+            usage: None,
         };
         assert_eq!(
             s.payload().to_string(),
             r#"{"agent_id":"agent_x","status":"idle","exit_code":0}"#
+        );
+        let with_usage = Outbound::Status {
+            agent_id: agent(),
+            status: WakeStatus::Idle,
+            exit_code: Some(0),
+            usage: Some(crate::protocol::Usage {
+                input_tokens: 3,
+                total_cost_usd: 0.5,
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            with_usage.payload().to_string(),
+            r#"{"agent_id":"agent_x","status":"idle","exit_code":0,"usage":{"input_tokens":3,"output_tokens":0,"cache_read_input_tokens":0,"cache_creation_input_tokens":0,"total_cost_usd":0.5,"num_turns":0,"duration_ms":0}}"#
         );
         assert_eq!(s.http_path(), Some("/v1/daemon/agent-status"));
         let c = Outbound::ToolCall(ToolCall {

@@ -75,6 +75,25 @@ pub fn plan_for_profile(
     plan::plan(&target, &observed)
 }
 
+/// What `apply` would change in the profile's service unit, one plan line
+/// each (`~ service "default"`). A running daemon shows it in `status` and
+/// never applies it itself: rewriting its own unit would restart it
+/// mid-change (README.md, "Live configuration").
+pub fn service_drift(
+    desired: &Desired,
+    ctx: &Context,
+    profile: &crate::paths::ProfileName,
+) -> Vec<String> {
+    let target = target::build_scoped(desired, ctx, target::Scope::Profile(profile));
+    let observed = observe::observe(&target, &ctx.home, false);
+    plan::plan(&target, &observed)
+        .changes
+        .iter()
+        .filter(|c| c.kind == model::Kind::Service)
+        .map(|c| format!("{} {}", c.action.symbol(), c.id))
+        .collect()
+}
+
 /// A daemon reconciling its own profile (at start, on every config
 /// reload): under the apply lock, plan it and apply the plan. `waiting` is
 /// told when another apply holds the lock. Returns the plan (for display)

@@ -86,6 +86,7 @@ pub async fn run(
     let syncer = tokio::spawn(super::delivery::syncer::run(shared.clone()));
     let assigns = tokio::spawn(super::assign_queue::run(shared.clone()));
     let resync = tokio::spawn(super::resync::run(shared.clone()));
+    let metrics = tokio::spawn(super::metrics_server::run(shared.clone()));
     let result = session::run(shared.clone(), scheduler.clone(), runtimes).await;
     shared.cancel.cancel();
     scheduler.wait().await;
@@ -94,6 +95,7 @@ pub async fn run(
     let _ = syncer.await;
     let _ = assigns.await;
     let _ = resync.await;
+    let _ = metrics.await;
     shared.with_ledger(|l| {
         l.sync();
         l.compact()

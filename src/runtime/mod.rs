@@ -9,6 +9,8 @@ pub mod detect;
 pub mod failpoint;
 pub mod ipc;
 pub mod lock;
+pub mod metrics;
+pub mod metrics_server;
 pub mod reload;
 pub mod resync;
 pub mod running;

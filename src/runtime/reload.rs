@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecursiveMode, Watcher};
+
+/// Quiet time after the last event before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 use super::settings::{Settings, file_digest};
-use super::shared::Shared;
+use super::shared::{Reconcile, Shared};
 use super::wake::scheduler::Scheduler;
 use crate::config::{self, SecretRef};
-use crate::reconcile::{self, Context, lock};
+use crate::reconcile::{self, Context, lock, render};
 use crate::service::Platform;
 
 /// Watch the config file (and the key file it names) and SIGHUP until
@@ -36,7 +38,7 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watched = watched_files(&shared.settings());
     // Kept alive for the loop below; dropping it stops the watch.
-    let mut _debouncer = start_watcher(&watched, tx.clone());
+    let mut _watcher = start_watcher(&watched, tx.clone());
     // A change between loading the settings and watching saw no event:
     // compare with what they were loaded from, once, now that we watch.
     let mut last = shared.settings().config_digest;
@@ -45,6 +47,9 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             Some(()) = rx.recv() => {
+                if !settle(&shared, &mut rx).await {
+                    return;
+                }
                 // Editors produce several events per save; reload only when
                 // the content really changed.
                 let now = path.as_deref().and_then(file_digest);
@@ -65,7 +70,7 @@ pub async fn watch(shared: Arc<Shared>, scheduler: Arc<Scheduler>) {
         // The file may now name another key file.
         let now = watched_files(&shared.settings());
         if now != watched {
-            _debouncer = start_watcher(&now, tx.clone());
+            _watcher = start_watcher(&now, tx.clone());
             watched = now;
         }
     }
@@ -107,6 +112,11 @@ fn key_rotated(shared: &Shared) -> bool {
     }
 }
 
+/// Watch the files' directories with a plain watcher: each event on one
+/// of the names (written, renamed over, symlink replaced) or on a
+/// directory itself is passed on, and [`settle`] debounces them. A
+/// debouncing watcher would wake every 50 ms for ever, which was most of
+/// the idle daemon's CPU (README.md, "Benchmarks").
 fn start_watcher(
     files: &[PathBuf],
     tx: tokio::sync::mpsc::UnboundedSender<()>,
@@ -121,38 +131,48 @@ fn start_watcher(
         .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
         .collect();
     let watched_dirs = dirs.clone();
-    let handler = move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            // Any event on one of the files' names (written, renamed over,
-            // symlink replaced) or on a directory itself.
-            if events.iter().flat_map(|e| e.paths.iter()).any(|p| {
+    let handler = move |result: notify::Result<notify::Event>| match result {
+        // Reading a file is an event too (open, access, close): ours
+        // would wake this watcher again, for ever. Only changes count.
+        Ok(event) if event.kind.is_access() => {}
+        Ok(event) => {
+            if event.paths.iter().any(|p| {
                 p.file_name().is_some_and(|n| names.contains(n)) || watched_dirs.contains(p)
             }) {
                 let _ = tx.send(());
             }
         }
-        Err(errors) => {
-            for e in errors {
-                tracing::warn!("watching the config file: {e}");
-            }
-        }
+        Err(e) => tracing::warn!("watching the config file: {e}"),
     };
-    let mut debouncer = match new_debouncer(Duration::from_millis(200), None, handler) {
-        Ok(d) => d,
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
         Err(e) => {
             tracing::warn!("cannot watch the config file: {e}; send SIGHUP to reload");
             return None;
         }
     };
     for dir in &dirs {
-        if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             tracing::warn!("cannot watch {}: {e}; send SIGHUP to reload", dir.display());
         }
     }
     for f in files {
         tracing::info!("watching {} for changes", f.display());
     }
-    Some(debouncer)
+    Some(watcher)
+}
+
+/// After a first event: wait until none has come for [`DEBOUNCE`], so an
+/// editor's several events per save, or a generator's burst of writes,
+/// make one reload. `false` when the daemon stops meanwhile.
+async fn settle(shared: &Shared, rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) -> bool {
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return false,
+            more = rx.recv() => if more.is_none() { return true },
+            () = tokio::time::sleep(DEBOUNCE) => return true,
+        }
+    }
 }
 
 /// The same plan/apply as `apply`, for this profile's local resources
@@ -166,17 +186,14 @@ pub async fn apply_local(
 ) -> Result<(), String> {
     let s = shared.settings();
     let profile = s.profile.clone();
-    let ctx = Context {
-        home: s.home.clone(),
-        exe: s.exe.clone(),
-        platform: Platform::detect().unwrap_or(Platform::Systemd),
-    };
+    let ctx = context(&s);
     let applied = tokio::task::spawn_blocking(move || {
         let waiting = |pid| {
             let who = lock::holder_note(pid);
             tracing::info!("{label}: waiting for another apply{who} to finish");
         };
-        match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
+        let drift = reconcile::service_drift(&desired, &ctx, &profile);
+        let outcome = match reconcile::apply_profile(&desired, &ctx, &profile, waiting) {
             Ok((plan, report)) => {
                 let errors: Vec<String> = plan
                     .warnings
@@ -185,13 +202,20 @@ pub async fn apply_local(
                     .map(|e| format!("{}: {}", e.resource, e.message))
                     .chain(report.errors)
                     .collect();
-                (report.done, errors)
+                let summary = if plan.has_changes() {
+                    render::summary_line(plan.summary())
+                } else {
+                    "No changes.".to_string()
+                };
+                (report.done, errors, summary)
             }
-            Err(e) => (Vec::new(), vec![e]),
-        }
+            Err(e) => (Vec::new(), vec![e], "not applied".to_string()),
+        };
+        (outcome, drift)
     })
     .await;
-    let (done, errors) = applied.map_err(|e| format!("applying local resources failed: {e}"))?;
+    let ((done, errors, summary), drift) =
+        applied.map_err(|e| format!("applying local resources failed: {e}"))?;
     for d in done {
         tracing::info!("{label}: {d}");
     }
@@ -200,8 +224,26 @@ pub async fn apply_local(
     } else {
         Err(crate::redact::secrets(&errors.join("; ")).into_owned())
     };
-    shared.with_live(|l| l.reconcile_error = result.clone().err());
+    shared.with_live(|l| {
+        l.reconcile_error = result.clone().err();
+        l.last_reconcile = Some(Reconcile {
+            at: crate::protocol::outbound::now_ts(),
+            trigger: label.to_string(),
+            summary,
+            error: result.clone().err(),
+        });
+        l.service_drift = drift;
+    });
     result
+}
+
+/// What plan/apply need to know about this machine.
+pub(super) fn context(s: &Settings) -> Context {
+    Context {
+        home: s.home.clone(),
+        exe: s.exe.clone(),
+        platform: Platform::detect().unwrap_or(Platform::Systemd),
+    }
 }
 
 /// The daemon's profile is not in the config file (any more).
@@ -251,6 +293,7 @@ fn not_used(shared: &Shared, path: &Path, e: String) {
         "the new configuration in {} is not used: {e}",
         path.display()
     );
+    shared.metrics.reloaded(false);
     shared.with_live(|l| l.config_error = Some(e));
 }
 
@@ -281,7 +324,9 @@ pub async fn reload(shared: &Arc<Shared>, scheduler: &Arc<Scheduler>, path: &Pat
         l.config_error = None;
         l.key_error = None;
         l.config_loaded_at = Some(crate::protocol::outbound::now_ts());
+        l.config_generation += 1;
     });
+    shared.metrics.reloaded(true);
     tracing::info!("configuration reloaded from {}", path.display());
     if reconnect {
         // The session sees the new settings through its watch, wherever

@@ -10,12 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::reload::apply_local;
+use super::reload::{apply_local, context};
 use super::shared::Shared;
 use super::timing::{Backoff, jitter};
-use crate::config;
+use crate::{config, reconcile};
 
 pub async fn run(shared: Arc<Shared>) {
+    initial_drift(&shared).await;
     let mut retry = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
     let mut failed = false;
     loop {
@@ -61,4 +62,22 @@ async fn resync_once(shared: &Arc<Shared>) -> Result<(), String> {
     apply_local(shared, desired, "resync")
         .await
         .inspect_err(|e| tracing::warn!("resync: {e}; retrying"))
+}
+
+/// At start (which applied everything else itself): what `apply` would
+/// change in the service unit, for `status`.
+async fn initial_drift(shared: &Arc<Shared>) {
+    let s = shared.settings();
+    let Some(path) = s.config_file.clone() else {
+        return;
+    };
+    let (ctx, home, profile) = (context(&s), s.home.clone(), s.profile.clone());
+    let drift = tokio::task::spawn_blocking(move || {
+        let desired = config::load(&path, &home).ok()?;
+        Some(reconcile::service_drift(&desired, &ctx, &profile))
+    })
+    .await;
+    if let Ok(Some(drift)) = drift {
+        shared.with_live(|l| l.service_drift = drift);
+    }
 }

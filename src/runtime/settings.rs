@@ -71,6 +71,9 @@ pub struct Settings {
     pub config_digest: Option<u64>,
     pub socket: PathBuf,
     pub use_system_proxy: bool,
+    /// Where metrics are also served over TCP (the profile's
+    /// `metrics_listen`), besides the profile's `metrics.sock`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `start`'s flags that override the config file.
@@ -172,6 +175,7 @@ impl Settings {
             config_digest: None,
             socket,
             use_system_proxy: std::env::var(USE_SYSTEM_PROXY_ENV).is_ok_and(|v| v == "1"),
+            metrics_listen: None,
             profile,
         }
     }
@@ -222,6 +226,7 @@ impl Settings {
         s.max_server_agents = p.max_server_agents;
         s.max_frame_mib = p.server.max_frame_mib;
         s.agents = p.agents.clone();
+        s.metrics_listen = p.metrics_listen;
         s.config_file = Some(desired.source.clone());
         s.config_digest = Some(desired.digest);
         Ok(s)

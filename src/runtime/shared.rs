@@ -11,13 +11,14 @@ use tokio_util::sync::CancellationToken;
 use super::assign_queue::AssignQueue;
 use super::delivery::ledger::Ledger;
 use super::delivery::outbox::Outbox;
+use super::metrics::Metrics;
 use super::settings::Settings;
 use super::timing::Timing;
 use super::tool_calls::ToolCalls;
 use super::wake::token::WakeToken;
 use crate::paths::AgentId;
-use crate::protocol::MessageId;
 use crate::protocol::outbound::now_ts;
+use crate::protocol::{MessageId, Usage, WakeStatus};
 
 pub struct Shared {
     /// The settings in force. A `watch` keeps the latest value for every
@@ -35,6 +36,8 @@ pub struct Shared {
     pub sync_wanted: Notify,
     /// `assign` frames waiting to be applied (`assign_queue`).
     pub assigns: AssignQueue,
+    /// Counters and histograms served on the metrics socket.
+    pub metrics: Arc<Metrics>,
     live: Mutex<Live>,
 }
 
@@ -53,6 +56,11 @@ pub struct Live {
     pub host_id: Option<String>,
     pub running: BTreeMap<AgentId, RunningWake>,
     pub queued: usize,
+    /// Waiting wakes by agent (only agents with some).
+    pub queued_by_agent: BTreeMap<String, usize>,
+    /// Finished wakes by agent since the daemon started: the last one's
+    /// outcome and the usage summed.
+    pub wakes: BTreeMap<AgentId, AgentWakes>,
     pub started_at: String,
     /// Why the last change to the config file was not used, if it was not.
     pub config_error: Option<String>,
@@ -61,6 +69,13 @@ pub struct Live {
     pub config_loaded_at: Option<String>,
     /// Why the last reconcile of local resources failed, until one works.
     pub reconcile_error: Option<String>,
+    /// The last reconcile of local resources (reload or resync).
+    pub last_reconcile: Option<Reconcile>,
+    /// What `apply` would change in the profile's service unit.
+    pub service_drift: Vec<String>,
+    /// How many configurations have been put in force: 1 at start (with a
+    /// config file), one more per reload that took.
+    pub config_generation: u64,
     /// Directories the backend asked agents to run in that were refused
     /// (SECURITY.md, "Working directories"), by agent.
     pub refusals: BTreeMap<AgentId, String>,
@@ -112,6 +127,50 @@ pub struct RunningWake {
     pub grant: Option<Grant>,
 }
 
+/// One reconcile of the profile's local resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reconcile {
+    pub at: String,
+    /// What ran it: `config reload` or `resync`.
+    pub trigger: String,
+    /// Its plan's summary line, e.g. `Plan: 1 to add, 0 to change, 0 to remove.`
+    pub summary: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One agent's finished wakes, as `status` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentWakes {
+    /// Wakes run to a final status since the daemon started.
+    pub finished: u64,
+    pub last: Option<LastWake>,
+    /// Summed over the wakes that reported usage.
+    pub usage: Usage,
+}
+
+/// How an agent's last wake ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastWake {
+    pub message_id: MessageId,
+    pub status: WakeStatus,
+    pub exit_code: i64,
+    pub finished_at: String,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+impl AgentWakes {
+    pub fn record(&mut self, last: LastWake) {
+        self.finished = self.finished.saturating_add(1);
+        if let Some(u) = &last.usage {
+            self.usage.add(u);
+        }
+        self.last = Some(last);
+    }
+}
+
 /// The tool rights of a running wake: calls must present its token, and
 /// chief tools need a chief.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +182,7 @@ pub struct Grant {
 impl Shared {
     pub fn new(settings: Settings, timing: Timing, ledger: Ledger) -> Arc<Self> {
         let outbox = Arc::new(Outbox::default());
+        let metrics = Arc::new(Metrics::new());
         let live = Live {
             connection: Connection::Connecting,
             transport: None,
@@ -131,22 +191,28 @@ impl Shared {
             host_id: ledger.host_id().map(String::from),
             running: BTreeMap::new(),
             queued: 0,
+            queued_by_agent: BTreeMap::new(),
+            wakes: BTreeMap::new(),
             started_at: now_ts(),
             config_error: None,
             key_error: None,
-            config_loaded_at: None,
+            config_loaded_at: settings.config_file.as_ref().map(|_| now_ts()),
             reconcile_error: None,
+            last_reconcile: None,
+            service_drift: Vec::new(),
+            config_generation: u64::from(settings.config_file.is_some()),
             refusals: BTreeMap::new(),
         };
         Arc::new(Self {
             settings: watch::Sender::new(Arc::new(settings)),
             timing,
-            tools: ToolCalls::new(outbox.clone()),
+            tools: ToolCalls::new(outbox.clone(), metrics.clone()),
             outbox,
             ledger: Mutex::new(ledger),
             cancel: CancellationToken::new(),
             sync_wanted: Notify::new(),
             assigns: AssignQueue::default(),
+            metrics,
             live: Mutex::new(live),
         })
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::shared::{Connection, RunningWake, Shared};
+use super::shared::{AgentWakes, Connection, LastWake, Reconcile, RunningWake, Shared};
+use crate::protocol::{MessageId, Usage};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -38,12 +39,71 @@ pub struct StatusReport {
     pub outbox_dropped: u64,
     pub config_error: Option<String>,
     pub config_loaded_at: Option<String>,
+    /// Hash of the config text in force (16 hex digits), to tell which
+    /// version of a generated file the daemon runs.
+    #[serde(default)]
+    pub config_hash: Option<String>,
+    /// Configurations put in force: 1 at start, one more per reload.
+    #[serde(default)]
+    pub config_generation: u64,
     /// Why the last reconcile of local resources failed (retried).
     #[serde(default)]
     pub reconcile_error: Option<String>,
+    #[serde(default)]
+    pub last_reconcile: Option<Reconcile>,
+    /// What `apply` would change in this profile's service unit: the
+    /// daemon never rewrites its own unit.
+    #[serde(default)]
+    pub service_drift: Vec<String>,
+    /// Each agent of `agents`: its wakes and usage since the daemon started.
+    #[serde(default)]
+    pub by_agent: BTreeMap<String, AgentReport>,
+    /// Usage summed over every agent since the daemon started.
+    #[serde(default)]
+    pub usage: Usage,
     /// What the backend asked that was refused, by agent (SECURITY.md).
     #[serde(default)]
     pub refused: BTreeMap<String, String>,
+}
+
+/// One agent in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentReport {
+    /// The message of its running wake.
+    pub running: Option<MessageId>,
+    pub queued: usize,
+    /// Wakes run to a final status since the daemon started.
+    pub finished: u64,
+    pub last_wake: Option<LastWake>,
+    pub usage: Usage,
+}
+
+fn by_agent(agents: &[String], live: &super::shared::Live) -> BTreeMap<String, AgentReport> {
+    agents
+        .iter()
+        .map(|id| {
+            let wakes = live
+                .wakes
+                .iter()
+                .find(|(a, _)| a.as_str() == id)
+                .map(|(_, w)| w.clone())
+                .unwrap_or_else(AgentWakes::default);
+            let running = live
+                .running
+                .iter()
+                .find(|(a, _)| a.as_str() == id)
+                .map(|(_, r)| r.message_id.clone());
+            let report = AgentReport {
+                running,
+                queued: live.queued_by_agent.get(id).copied().unwrap_or(0),
+                finished: wakes.finished,
+                last_wake: wakes.last,
+                usage: wakes.usage,
+            };
+            (id.clone(), report)
+        })
+        .collect()
 }
 
 pub fn report(shared: &Arc<Shared>) -> StatusReport {
@@ -59,6 +119,11 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         .collect();
     agents.sort();
     agents.dedup();
+    let by_agent = by_agent(&agents, &live);
+    let mut usage = Usage::default();
+    for w in live.wakes.values() {
+        usage.add(&w.usage);
+    }
     StatusReport {
         pid: std::process::id(),
         profile: s.profile.to_string(),
@@ -82,7 +147,13 @@ pub fn report(shared: &Arc<Shared>) -> StatusReport {
         outbox_dropped: shared.outbox.dropped(),
         config_error: live.config_error.or(live.key_error),
         config_loaded_at: live.config_loaded_at,
+        config_hash: s.config_digest.map(|d| format!("{d:016x}")),
+        config_generation: live.config_generation,
         reconcile_error: live.reconcile_error,
+        last_reconcile: live.last_reconcile,
+        service_drift: live.service_drift,
+        by_agent,
+        usage,
         refused: live
             .refusals
             .into_iter()

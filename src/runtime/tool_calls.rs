@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::delivery::outbox::Outbox;
+use super::metrics::Metrics;
 use crate::paths::AgentId;
 use crate::protocol::Outbound;
 use crate::protocol::frames::{ToolError, ToolResult};
@@ -19,6 +20,7 @@ use crate::protocol::outbound::{ToolCall, new_request_id};
 
 pub struct ToolCalls {
     outbox: Arc<Outbox>,
+    metrics: Arc<Metrics>,
     pending: Mutex<HashMap<String, oneshot::Sender<ToolResult>>>,
 }
 
@@ -32,9 +34,10 @@ pub struct Call<'a> {
 }
 
 impl ToolCalls {
-    pub fn new(outbox: Arc<Outbox>) -> Self {
+    pub fn new(outbox: Arc<Outbox>, metrics: Arc<Metrics>) -> Self {
         Self {
             outbox,
+            metrics,
             pending: Mutex::new(HashMap::new()),
         }
     }
@@ -58,8 +61,10 @@ impl ToolCalls {
             tool_name: call.tool_name.to_string(),
             args: call.args,
         }));
+        let sent = std::time::Instant::now();
         let result = tokio::time::timeout(call.timeout, rx).await;
         self.pending().remove(&request_id);
+        self.metrics.tool_call(call.tool_name, sent.elapsed());
         match result {
             Ok(Ok(r)) if r.ok => Ok(r.data.unwrap_or(Value::Null)),
             Ok(Ok(r)) => Err(r
@@ -127,7 +132,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn result_is_matched_and_a_timed_out_call_is_withdrawn() {
         let outbox = Arc::new(Outbox::default());
-        let calls = Arc::new(ToolCalls::new(outbox.clone()));
+        let calls = Arc::new(ToolCalls::new(outbox.clone(), Arc::default()));
         let agent = AgentId::parse("a").unwrap();
         let c = calls.clone();
         let a = agent.clone();

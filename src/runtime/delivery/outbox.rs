@@ -269,6 +269,7 @@ mod tests {
             agent_id: crate::paths::AgentId::parse(agent).unwrap(),
             status,
             exit_code: None,
+            usage: None,
         }
     }
 

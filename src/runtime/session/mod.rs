@@ -13,6 +13,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use super::metrics::Reconnect;
 use super::settings::Settings;
 use super::shared::{Connection, Shared};
 use super::timing::Backoff;
@@ -125,15 +126,27 @@ pub async fn run(
             Ended::HostRemoved(reason) => return Err(Fatal::HostRemoved(reason)),
             Ended::Reconfigured => {
                 tracing::info!("the server settings changed: reconnecting");
+                shared
+                    .metrics
+                    .reconnect(Reconnect::Reconfigured, kind == Kind::Sse);
                 continue;
             }
             Ended::Lost { handshake, reason } => {
                 if handshake {
                     backoff.reset();
                 }
+                let why = if handshake {
+                    Reconnect::Lost
+                } else {
+                    Reconnect::ConnectFailed
+                };
+                shared.metrics.reconnect(why, kind == Kind::Sse);
                 (reason.clone(), reason)
             }
             Ended::FrameTooLarge { size, max } => {
+                shared
+                    .metrics
+                    .reconnect(Reconnect::FrameTooLarge, kind == Kind::Sse);
                 let reason = handshake::too_large(size, max);
                 if reported_oversize.replace((size, max)) != Some((size, max)) {
                     tracing::error!("{reason}");

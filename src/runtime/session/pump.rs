@@ -72,11 +72,13 @@ pub(crate) async fn run<R: FrameReader, W: FrameWriter>(
                     watchdog.as_mut().reset(due);
                     continue;
                 }
+                shared.metrics.watchdog_fired(shared.with_live(|l| l.streams_partials));
                 writer.close("no message from the server", &shared.outbox).await;
                 return lost(format!("no message from the server for {:?}", shared.timing.watchdog));
             }
             event = reader.next() => {
                 last_heard = tokio::time::Instant::now();
+                shared.metrics.heard();
                 if let Some(end) = on_events(event, &mut reader, &mut writer, shared, scheduler).await {
                     return end;
                 }
@@ -168,6 +170,8 @@ enum Reply {
 struct Batch {
     acks: Vec<Outbound>,
     wakes: Vec<PendingWake>,
+    /// When each deliver arrived (the deliver→ack latency metric).
+    arrivals: Vec<std::time::Instant>,
 }
 
 /// Make the batch durable, send its acks, then hand its wakes to the
@@ -186,7 +190,11 @@ async fn commit<W: FrameWriter>(
         shared.want_sync();
     }
     for ack in batch.acks {
+        shared.metrics.ack(AckStatus::Received);
         shared.outbox.push(ack);
+    }
+    for arrived in batch.arrivals {
+        shared.metrics.acked_after(arrived.elapsed());
     }
     let sent = writer.flush(&shared.outbox).await;
     // Queued whatever happened to the connection: they are durable, so
@@ -194,6 +202,7 @@ async fn commit<W: FrameWriter>(
     for wake in batch.wakes {
         let message_id = wake.message_id.clone();
         if !scheduler.enqueue(wake) {
+            shared.metrics.ack(AckStatus::QueueFull);
             shared.outbox.push(Outbound::Ack {
                 message_id,
                 status: AckStatus::QueueFull,
@@ -217,6 +226,8 @@ fn dispatch(text: &str, shared: &Arc<Shared>, batch: &mut Batch) -> Reply {
     match frame {
         Inbound::Ping => return Reply::Pong,
         Inbound::Deliver(d) => {
+            shared.metrics.deliver();
+            batch.arrivals.push(std::time::Instant::now());
             let decision = shared.with_ledger(|l| l.record_deliver(&d));
             batch.acks.push(Outbound::Ack {
                 message_id: d.message_id.clone(),

@@ -21,12 +21,12 @@ use crate::paths::AgentId;
 use crate::protocol::frames::DeliverPayload;
 use crate::protocol::outbound::now_ts;
 use crate::protocol::tools::{SEND_MESSAGE, claude_name};
-use crate::protocol::{AckStatus, Outbound, WakeStatus};
+use crate::protocol::{AckStatus, Outbound, Usage, WakeStatus};
 use crate::runtime::agents;
 use crate::runtime::delivery::ledger::PendingWake;
 use crate::runtime::failpoint;
 use crate::runtime::settings::Settings;
-use crate::runtime::shared::{Grant, RunningWake, Shared};
+use crate::runtime::shared::{Grant, LastWake, RunningWake, Shared};
 use crate::runtime::tool_calls::Call;
 use crate::workspace::AgentLayout;
 
@@ -52,6 +52,7 @@ struct Attempt {
 }
 
 pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
+    let began = std::time::Instant::now();
     let s = shared.settings();
     let id = wake.agent_id.clone();
     let layout = AgentLayout::new(&s.paths, &id);
@@ -68,7 +69,8 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
                 "{id}: message {}: cannot read its payload back: {e}",
                 wake.message_id
             );
-            return finish(shared, &wake, WakeStatus::Crashed, -1);
+            let took = Some(began.elapsed());
+            return finish(shared, &wake, WakeStatus::Crashed, -1, None, took);
         }
     };
     // The body is the bulk of a large message: it moves into the prompt,
@@ -209,12 +211,20 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
         Some(e) => e.clone(),
         None => attempt.stderr_tail.clone(),
     };
+    let usage = attempt.transcript.result.as_ref().and_then(|r| r.usage);
+    let t = &attempt.transcript;
+    shared.metrics.usage(
+        id.as_str(),
+        usage.as_ref(),
+        (t.cache_read_tokens, t.cache_creation_tokens),
+    );
     write_last_spawn(&layout, |v| {
         *v = json!({
             "exit_code": attempt.exit_code,
             "session_id": session_id,
             "stderr_tail": tail,
             "ts": now_ts(),
+            "usage": usage,
         })
     });
 
@@ -225,7 +235,8 @@ pub async fn run(shared: &Arc<Shared>, wake: PendingWake) -> WakeEnd {
     } else {
         WakeStatus::Crashed
     };
-    finish(shared, &wake, status, attempt.exit_code)
+    let took = Some(began.elapsed());
+    finish(shared, &wake, status, attempt.exit_code, usage, took)
 }
 
 /// A wake's task panicked (a bug): the message is reported `crashed` and
@@ -240,7 +251,7 @@ pub fn panicked(shared: &Arc<Shared>, wake: &PendingWake) {
     shared.with_live(|l| l.running.remove(&wake.agent_id));
     let layout = AgentLayout::new(&shared.settings().paths, &wake.agent_id);
     WakeToken::remove(&layout.claude_token());
-    finish(shared, wake, WakeStatus::Crashed, -1);
+    finish(shared, wake, WakeStatus::Crashed, -1, None, None);
 }
 
 /// Over SSE, the text claude streams is published as it grows (PROTOCOL
@@ -266,14 +277,36 @@ fn partial_publisher(
 }
 
 /// The message is done: never run again, and the backend is told how it
-/// ended.
-fn finish(shared: &Arc<Shared>, wake: &PendingWake, status: WakeStatus, exit_code: i64) -> WakeEnd {
+/// ended (with claude's usage, when it reported it).
+fn finish(
+    shared: &Arc<Shared>,
+    wake: &PendingWake,
+    status: WakeStatus,
+    exit_code: i64,
+    usage: Option<Usage>,
+    took: Option<std::time::Duration>,
+) -> WakeEnd {
     shared.with_ledger(|l| l.finish(&wake.message_id));
     shared.want_sync();
+    shared.metrics.wake_finished(status, took);
+    let last = LastWake {
+        message_id: wake.message_id.clone(),
+        status,
+        exit_code,
+        finished_at: now_ts(),
+        usage,
+    };
+    shared.with_live(|l| {
+        l.wakes
+            .entry(wake.agent_id.clone())
+            .or_default()
+            .record(last)
+    });
     shared.outbox.push(Outbound::Status {
         agent_id: wake.agent_id.clone(),
         status,
         exit_code: Some(exit_code),
+        usage,
     });
     WakeEnd::Finished(status)
 }
@@ -288,7 +321,9 @@ async fn fallback_reply(shared: &Arc<Shared>, agent_id: &AgentId, session: &str,
         args: json!({"target": "user", "body": text, "kind": "reply"}),
         timeout: shared.timing.fallback_timeout,
     };
-    match shared.tools.call(call).await {
+    let answer = shared.tools.call(call).await;
+    shared.metrics.fallback_sent();
+    match answer {
         Ok(_) => tracing::info!(
             "{agent_id}: claude did not call send_message; the daemon sent its final text"
         ),
@@ -500,6 +535,7 @@ async fn started(
     {
         tracing::warn!("{id}: writing the prompt to claude's stdin failed: {e}");
     }
+    shared.metrics.ack(AckStatus::Started);
     shared.outbox.push(Outbound::Ack {
         message_id: wake.message_id.clone(),
         status: AckStatus::Started,
@@ -509,6 +545,7 @@ async fn started(
         agent_id: wake.agent_id.clone(),
         status: WakeStatus::Running,
         exit_code: None,
+        usage: None,
     });
 }
 

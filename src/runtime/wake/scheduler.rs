@@ -113,12 +113,20 @@ impl Scheduler {
     }
 
     fn update_queued(&self) {
-        let n = self
+        let by_agent: std::collections::BTreeMap<String, usize> = self
             .queues
             .lock()
-            .map(|q| q.values().map(|a| a.waiting.len()).sum())
-            .unwrap_or(0);
-        self.shared.with_live(|l| l.queued = n);
+            .map(|q| {
+                q.iter()
+                    .filter(|(_, a)| !a.waiting.is_empty())
+                    .map(|(id, a)| (id.clone(), a.waiting.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.shared.with_live(|l| {
+            l.queued = by_agent.values().sum();
+            l.queued_by_agent = by_agent;
+        });
     }
 
     async fn drain(self: Arc<Self>, agent: String) {

@@ -5,8 +5,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::protocol::Usage;
+
 /// claude's final `result` event.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ResultEvent {
     /// `is_error` (only a JSON `true` counts).
     pub is_error: bool,
@@ -16,10 +18,12 @@ pub struct ResultEvent {
     pub text: Option<String>,
     /// Names of the tools claude was not allowed to call.
     pub permission_denials: Vec<String>,
+    /// Tokens, cost, turns and time of the run, when claude reported them.
+    pub usage: Option<Usage>,
 }
 
 /// One event the daemon cares about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// claude's own session id (for `--resume` next time).
     SessionInit(String),
@@ -122,6 +126,7 @@ fn result_event(event: &Map<String, Value>) -> ResultEvent {
             .or_else(|| non_empty(event, "text"))
             .map(str::to_string),
         permission_denials,
+        usage: Usage::from_result(event),
     }
 }
 
