@@ -2,6 +2,7 @@
 //! own file and returns an exit code.
 
 mod bridge;
+mod doctor;
 mod profile;
 mod reconcile;
 mod schema;
@@ -66,6 +67,13 @@ pub enum Command {
     /// listens on its socket) is signalled, never a pid from the PID file
     /// alone.
     Stop(stop::StopArgs),
+    /// Check a profile's setup and health: config, key, claude, the MCP
+    /// bridge, file modes, the service unit, the backend, and the running
+    /// daemon's live figures. Each fault says its fix.
+    ///
+    /// Exit status: 1 when any row is ALERT (so always 1 while the daemon is
+    /// down), else 0.
+    Doctor(doctor::DoctorArgs),
     /// Print the JSON Schema of cloudagent.toml (for editor completion and
     /// validation).
     Schema,
@@ -77,6 +85,11 @@ pub enum Command {
     /// the daemon). Not for interactive use.
     #[command(hide = true)]
     WakeSupervisor(supervisor::SupervisorArgs),
+}
+
+/// ` --profile NAME` for messages, empty for the default profile.
+pub fn profile_flag(p: &crate::paths::ProfileName) -> String {
+    profile::flag(p)
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -94,6 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Start(args) => start::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::status(&args),
         Command::Stop(args) => stop::stop(&args),
+        Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
         Command::WakeSupervisor(args) => supervisor::run(&args),
