@@ -2,6 +2,7 @@
 //! own file and returns an exit code.
 
 mod bridge;
+mod completions;
 mod doctor;
 mod profile;
 mod reconcile;
@@ -74,6 +75,12 @@ pub enum Command {
     /// Exit status: 1 when any row is ALERT (so always 1 while the daemon is
     /// down), else 0.
     Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) generated from this program's commands and options.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), generated from this program's commands
+    /// and options.
+    Man,
     /// Print the JSON Schema of cloudagent.toml (for editor completion and
     /// validation).
     Schema,
@@ -108,6 +115,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status::status(&args),
         Command::Stop(args) => stop::stop(&args),
         Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
         Command::WakeSupervisor(args) => supervisor::run(&args),
