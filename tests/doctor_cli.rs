@@ -152,3 +152,48 @@ async fn without_a_daemon_an_unreachable_server_is_reported() {
     assert_eq!(code, 1);
     assert_row(&report, "backend", "ALERT", "TCP: cannot connect");
 }
+
+/// The service row: the unit against the model (what `plan` would
+/// change), then whether systemd runs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_row_compares_the_unit_with_the_model_and_asks_systemd() {
+    let s = Scenario::with_config(&["agent_a"], |c| {
+        c.extra = "\n[profiles.default.service]\n".into();
+    })
+    .await;
+    private_key(&s.home);
+    let state = s.home.path().join("unit-state");
+    std::fs::write(&state, "inactive\n").unwrap();
+    s.home.fake_bin(
+        "systemctl",
+        &format!(
+            "#!/bin/sh\nif [ \"$2\" = is-active ]; then cat '{}'; exit 3; fi\nexit 0\n",
+            state.display()
+        ),
+    );
+    let (_, report, _) = doctor(&s.home);
+    assert_row(
+        &report,
+        "service",
+        "WARN",
+        "differs from the model (apply would create it)",
+    );
+
+    let out = s.home.cmd().arg("apply").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (_, report, _) = doctor(&s.home);
+    assert_row(
+        &report,
+        "service",
+        "WARN",
+        "cloudagent-daemon.service is inactive",
+    );
+    std::fs::write(&state, "active\n").unwrap();
+    let (_, report, _) = doctor(&s.home);
+    assert_row(
+        &report,
+        "service",
+        "OK",
+        "matches the model; cloudagent-daemon.service: active",
+    );
+}

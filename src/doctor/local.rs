@@ -145,13 +145,41 @@ pub fn service(src: &Source) -> Row {
             ),
             "`cloudagent-daemon plan` shows the difference, `cloudagent-daemon apply` fixes it",
         ),
-        (None, true) => Row::ok("service", format!("{} matches the model", unit.display())),
+        (None, true) => live_state(platform, &src.profile, &unit),
         (None, false) => Row::ok(
             "service",
             format!(
                 "none declared ([profiles.{}.service] installs one)",
                 src.profile
             ),
+        ),
+    }
+}
+
+/// The unit file matches the model; is the unit running?
+fn live_state(platform: Platform, profile: &crate::paths::ProfileName, unit: &Path) -> Row {
+    let name = platform.unit_name(profile);
+    match crate::service::manager::unit_state(platform, &name) {
+        Ok(state) if state == "active" || state.starts_with("loaded, running") => Row::ok(
+            "service",
+            format!("{} matches the model; {name}: {state}", unit.display()),
+        ),
+        Ok(state) => Row::warn(
+            "service",
+            format!(
+                "{} matches the model, but {name} is {state}",
+                unit.display()
+            ),
+            match platform {
+                Platform::Systemd => format!(
+                    "systemctl --user restart {name} (and `journalctl --user -u {name}` for why it stopped)"
+                ),
+                Platform::Launchd => format!("launchctl kickstart -k gui/$(id -u)/{name}"),
+            },
+        ),
+        Err(e) => Row::ok(
+            "service",
+            format!("{} matches the model (state unknown: {e})", unit.display()),
         ),
     }
 }
