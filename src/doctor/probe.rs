@@ -13,7 +13,7 @@ use crate::runtime::transport::{ConnectError, Event, FrameReader, FrameWriter, w
 const STEP: Duration = Duration::from_secs(5);
 
 pub async fn backend(url: &str, key: &Secret, insecure: bool, key_home: &str) -> Row {
-    let net = "check the server URL in cloudagent.toml, the network, and any proxy or firewall";
+    let net = "check the server URL (the config row names the file), the network, and any proxy or firewall";
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return Row::alert("backend", format!("{url} is not a URL"), net);
     };
