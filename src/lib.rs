@@ -6,6 +6,7 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod fsutil;
 pub mod logging;
 pub mod paths;

@@ -131,7 +131,7 @@ async fn trace_logging_never_writes_the_key_and_logs_are_private() {
                 .file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("daemon.")),
+                .starts_with("daemon-")),
             "a daemon log file was written: {files:?}"
         );
         for f in files {

@@ -2,6 +2,8 @@
 //! own file and returns an exit code.
 
 mod bridge;
+mod completions;
+mod doctor;
 mod profile;
 mod reconcile;
 mod schema;
@@ -67,6 +69,19 @@ pub enum Command {
     /// listens on its socket) is signalled, never a pid from the PID file
     /// alone.
     Stop(stop::StopArgs),
+    /// Check a profile's setup and health: config, key, claude, the MCP
+    /// bridge, file modes, the service unit, the backend, and the running
+    /// daemon's live figures. Each fault says its fix.
+    ///
+    /// Exit status: 1 when any row is ALERT (so always 1 while the daemon is
+    /// down), else 0.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) generated from this program's commands and options.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), generated from this program's commands
+    /// and options.
+    Man,
     /// Print the JSON Schema of cloudagent.toml (for editor completion and
     /// validation).
     Schema,
@@ -78,6 +93,11 @@ pub enum Command {
     /// the daemon). Not for interactive use.
     #[command(hide = true)]
     WakeSupervisor(supervisor::SupervisorArgs),
+}
+
+/// ` --profile NAME` for messages, empty for the default profile.
+pub fn profile_flag(p: &crate::paths::ProfileName) -> String {
+    profile::flag(p)
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -95,6 +115,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Start(args) => start::run(cli.config.as_deref(), &args),
         Command::Status(args) => status::status(&args),
         Command::Stop(args) => stop::stop(&args),
+        Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
         Command::WakeSupervisor(args) => supervisor::run(&args),

@@ -8,7 +8,8 @@ use super::profile::{ProfileArg, flag};
 use crate::config;
 use crate::paths::{Home, ProfileName};
 use crate::reconcile::{self, Context, lock as apply_lock, render};
-use crate::runtime::delivery::ledger::Ledger;
+use crate::runtime::delivery::ledger::{Ledger, PendingWake};
+use crate::runtime::delivery::original_outbox;
 use crate::runtime::lock::{self, LockError, PidFile};
 use crate::runtime::settings::{CliOverrides, OneShotTls, Settings};
 use crate::runtime::timing::Timing;
@@ -132,7 +133,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
         }
     };
 
-    let (mut ledger, pending) = match Ledger::open(&settings.paths) {
+    let (mut ledger, mut pending) = match Ledger::open(&settings.paths) {
         Ok(x) => x,
         Err(e) => return fail(&e.to_string()),
     };
@@ -176,6 +177,7 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
             ));
         }
     };
+    pending.extend(take_over_original_outbox(&mut ledger, &settings));
     // Children (claude, the bridge, agent shells) find the profile here.
     // SAFETY: single-threaded at this point; no runtime has started.
     unsafe { std::env::set_var(crate::protocol::env::PROFILE, profile.as_str()) };
@@ -215,6 +217,17 @@ pub fn run(config_flag: Option<&Path>, args: &StartArgs) -> u8 {
                 1
             }
         }
+    })
+}
+
+/// Messages the original daemon acknowledged but never ran, for agents
+/// this profile knows (see `original_outbox`).
+fn take_over_original_outbox(ledger: &mut Ledger, settings: &Settings) -> Vec<PendingWake> {
+    let assigned = crate::workspace::assigned::read(&settings.paths.assigned_agents_file());
+    original_outbox::take_over(ledger, &settings.paths, |id| {
+        settings.agents.contains_key(id)
+            || assigned.contains(id.as_str())
+            || original_outbox::has_identity(&settings.paths, id)
     })
 }
 

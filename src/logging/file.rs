@@ -1,5 +1,5 @@
-//! The daemon's log files: `daemon.YYYY-MM-DD.log` (UTC date, the name
-//! tracing-appender's daily appender used before, README "Logs") in a 0700
+//! The daemon's log files: `daemon-YYYY-MM-DD.log` (UTC date, the name the
+//! original daemon's README gives, README "Logs") in a 0700
 //! directory, each created 0600. Our own writer because the rolling
 //! appender creates files with the process umask (0644 usually) and has no
 //! way to set a mode; a chmod after it created a file would leave a window
@@ -79,6 +79,13 @@ impl Write for DailyFile {
     }
 }
 
+/// `daemon-YYYY-MM-DD.log`, so `tail -F logs/daemon-*.log` from the
+/// original's README follows it. (Versions before this wrote
+/// `daemon.YYYY-MM-DD.log`; those files are left as they are.)
+fn file_name(day: &str) -> String {
+    format!("daemon-{day}.log")
+}
+
 fn today() -> String {
     let d = chrono::Utc::now().date_naive();
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
@@ -92,7 +99,7 @@ fn open_day(dir: &Path, day: &str) -> io::Result<File> {
         .create(true)
         .mode(FILE_MODE)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(format!("daemon.{day}.log")))?;
+        .open(dir.join(file_name(day)))?;
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE))?;
     Ok(file)
 }
@@ -107,7 +114,7 @@ mod tests {
         let logs = dir.path().join("logs");
         std::fs::create_dir(&logs).unwrap();
         fsutil::set_mode(&logs, 0o755).unwrap();
-        let old = logs.join(format!("daemon.{}.log", today()));
+        let old = logs.join(file_name(&today()));
         std::fs::write(&old, "before\n").unwrap();
         fsutil::set_mode(&old, 0o644).unwrap();
 
@@ -122,12 +129,24 @@ mod tests {
     }
 
     #[test]
+    fn the_file_is_named_as_the_original_readme_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = DailyFile::open(dir.path()).unwrap();
+        f.write_all(b"x\n").unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let d = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        assert_eq!(names, [format!("daemon-{d}.log")]);
+    }
+
+    #[test]
     fn a_symlink_in_place_of_the_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("elsewhere");
         std::fs::write(&target, "").unwrap();
-        std::os::unix::fs::symlink(&target, dir.path().join(format!("daemon.{}.log", today())))
-            .unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(file_name(&today()))).unwrap();
         assert!(DailyFile::open(dir.path()).is_err());
     }
 }

@@ -12,6 +12,7 @@
 mod escape;
 mod file;
 mod filter;
+mod json;
 mod redacting;
 #[cfg(test)]
 mod test_sink;
@@ -44,9 +45,11 @@ pub fn init_bridge() {
         .try_init();
 }
 
-/// The daemon logs to `<profile>/logs/daemon.YYYY-MM-DD.log` (one file a
-/// day, README "Logs") and, when run in a terminal, to stderr too.
-/// `CLOUDAGENT_LOG` overrides the configured level. The directory is made
+/// The daemon logs to `<profile>/logs/daemon-YYYY-MM-DD.log` (one file a
+/// day, README "Logs") and to stderr when someone reads it there: a
+/// terminal, or the journal of a systemd unit (`stderr_use`).
+/// `CLOUDAGENT_LOG` overrides the configured level;
+/// `CLOUDAGENT_DAEMON_JSON_LOG` switches both outputs to JSON lines. The directory is made
 /// 0700 and its files 0600 however they were created before (an older
 /// version, a service manager's own log files). Returns the guard that
 /// flushes the file writer on drop.
@@ -69,21 +72,59 @@ pub fn init_daemon(
         .buffered_lines_limit(4096)
         .lossy(true)
         .finish(daily);
-    let file_layer = tracing_subscriber::fmt::layer()
-        .fmt_fields(EscapedFields::default())
-        .with_writer(Redacting::new(file_writer))
-        .with_ansi(false)
-        .with_target(false)
-        .with_filter(filter::chosen(level));
-    let stderr_layer = std::io::stderr()
-        .is_terminal()
-        .then(|| stderr_layer(level, true));
+    let json = json::wanted();
+    let mut layers = vec![output(Redacting::new(file_writer), level, false, json)];
+    if let Some(ansi) = stderr_use() {
+        layers.push(output(Redacting::new(std::io::stderr), level, ansi, json));
+    }
     tracing_subscriber::registry()
-        .with(file_layer)
-        .with(stderr_layer)
+        .with(layers)
         .try_init()
         .map_err(|e| e.to_string())?;
     Ok(guard)
+}
+
+/// Where stderr goes decides whether the daemon logs there too (README
+/// "Logs"): a terminal (with colours), or systemd's journal, which sets
+/// `JOURNAL_STREAM` to the `device:inode` of the stream it gave us (so
+/// `journalctl --user -u cloudagent-daemon -f` shows the log). Anything
+/// else (launchd's `launchd.err.log`, a redirect) gets nothing: the daily
+/// file already has every line, and a second copy would only fill a disk.
+fn stderr_use() -> Option<bool> {
+    if std::io::stderr().is_terminal() {
+        return Some(true);
+    }
+    let journal = std::env::var(JOURNAL_STREAM).ok()?;
+    let st = rustix::fs::fstat(std::io::stderr()).ok()?;
+    (journal.trim() == format!("{}:{}", st.st_dev, st.st_ino)).then_some(false)
+}
+
+/// Set by systemd for a unit whose stdout/stderr is the journal.
+const JOURNAL_STREAM: &str = "JOURNAL_STREAM";
+
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// One of the daemon's outputs: text (control characters escaped) or JSON
+/// lines, redacted either way.
+fn output<W>(writer: W, level: &str, ansi: bool, json: bool) -> BoxedLayer
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    if json {
+        tracing_subscriber::fmt::layer()
+            .event_format(json::JsonLines)
+            .with_writer(writer)
+            .with_filter(filter::chosen(level))
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .fmt_fields(EscapedFields::default())
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .with_target(false)
+            .with_filter(filter::chosen(level))
+            .boxed()
+    }
 }
 
 fn stderr_layer<S>(default: &str, ansi: bool) -> impl Layer<S> + use<S>

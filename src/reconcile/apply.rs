@@ -167,6 +167,7 @@ pub(super) fn run_ops(
                 archive_dir,
                 agent,
             } => archive(path, archive_dir, agent, now),
+            Op::Adopt { .. } => Ok(()),
             Op::Activate { unit, path, .. } => {
                 if let Err(e) = manager.activate(unit, path) {
                     not_loaded = Some(e.to_string());

@@ -37,6 +37,10 @@ pub struct ServiceRecord {
     /// False when the file was written but the manager could not load it;
     /// the next apply tries again.
     pub loaded: bool,
+    /// Set when apply took the unit over from another writer (the original
+    /// daemon's `install-service`): what it was, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_from: Option<String>,
 }
 
 impl ServiceRecord {
@@ -217,6 +221,7 @@ mod tests {
             unit: "cloudagent-daemon.service".into(),
             path: unit.clone(),
             loaded: true,
+            adopted_from: None,
         });
         let warnings = inv.keep_managed(&profile, &paths, Path::new("/h/inv.json"));
         assert_eq!(inv.agents, ["agent_a".to_string()].into());
@@ -256,6 +261,7 @@ mod tests {
                 unit: name.into(),
                 path,
                 loaded: true,
+                adopted_from: None,
             });
             let w = inv.keep_managed(&profile, &paths, Path::new("/h/inv.json"));
             assert!(
@@ -269,6 +275,7 @@ mod tests {
             unit: "cloudagent-daemon.service".into(),
             path: PathBuf::from("/elsewhere/systemd/user/cloudagent-daemon.service"),
             loaded: true,
+            adopted_from: None,
         });
         assert!(
             inv.keep_managed(&profile, &paths, Path::new("/h/inv.json"))

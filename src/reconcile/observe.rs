@@ -38,6 +38,31 @@ pub struct ObservedProfile {
     pub assigned: BTreeSet<String>,
     /// Their identities, where readable (for `plan`'s adoption snippets).
     pub assigned_identities: BTreeMap<String, crate::workspace::Identity>,
+    /// Workspaces under the agents root that the file does not declare
+    /// (server-assigned, or left by the original daemon) and that have a
+    /// `.meta/`: their MCP config is kept pointing at this binary.
+    pub undeclared: BTreeSet<crate::paths::AgentId>,
+}
+
+/// Directories under the agents root that are agent workspaces (a valid id,
+/// a real `.meta/` directory) and not in `declared`.
+fn undeclared_workspaces(
+    paths: &ProfilePaths,
+    declared: Option<&BTreeMap<String, super::target::AgentTarget>>,
+) -> BTreeSet<crate::paths::AgentId> {
+    let Some(declared) = declared else {
+        return BTreeSet::new();
+    };
+    fs::read_dir(&paths.agents_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| crate::paths::AgentId::parse(e.file_name().to_str()?).ok())
+        .filter(|id| !declared.contains_key(id.as_str()))
+        .filter(|id| {
+            fs::symlink_metadata(paths.agent_dir(id).join(".meta")).is_ok_and(|m| m.is_dir())
+        })
+        .collect()
 }
 
 /// The identity files of `agents` that parse (the daemon wrote them from
@@ -85,12 +110,15 @@ pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
             };
             let assigned = crate::workspace::assigned::read(&paths.assigned_agents_file());
             let assigned_identities = read_identities(&paths, &assigned);
+            let undeclared =
+                undeclared_workspaces(&paths, target.profiles.get(&name).map(|p| &p.agents));
             ObservedProfile {
                 paths,
                 inventory,
                 rejected,
                 assigned,
                 assigned_identities,
+                undeclared,
             }
         });
     }
@@ -125,6 +153,15 @@ pub fn observe(target: &Target, home: &Home, discover: bool) -> Observed {
         }
         if let ServiceWant::Unit(u) = &pt.service {
             wanted.push((u.path.clone(), true));
+        }
+        for id in profiles
+            .get(&pt.name)
+            .map(|o| &o.undeclared)
+            .into_iter()
+            .flatten()
+        {
+            let e = super::target::undeclared_mcp_entry(pt, id);
+            wanted.push((e.path, true));
         }
     }
     for op in profiles.values() {

@@ -75,6 +75,12 @@ pub enum Op {
         unit: String,
         path: PathBuf,
     },
+    /// A unit another program wrote is taken over (the ops that follow
+    /// replace it); nothing to do by itself.
+    Adopt {
+        path: PathBuf,
+        from: String,
+    },
     Deactivate {
         platform: &'static str,
         unit: String,
@@ -328,6 +334,7 @@ fn plan_profile(
         base.agents.insert(agent.clone());
         plan_agent(plan, observed, &pt.name, agent, at, old, base);
     }
+    plan_undeclared_mcp(plan, observed, pt);
 
     // What this file no longer declares.
     if let Some(inv) = old {
@@ -356,6 +363,32 @@ fn plan_profile(
         old.and_then(|i| i.service.as_ref()),
         base,
     );
+}
+
+/// Workspaces the file does not declare keep their data and place; only
+/// their MCP config is brought in line, so claude starts this binary by
+/// absolute path (the original's names a bare `cloudagent-daemon`, which
+/// may resolve to the old daemon on claude's PATH). Not recorded in the
+/// inventory: apply never prunes them.
+fn plan_undeclared_mcp(plan: &mut Plan, observed: &Observed, pt: &ProfileTarget) {
+    let Some(op) = observed.profiles.get(&pt.name) else {
+        return;
+    };
+    for id in &op.undeclared {
+        let entry = super::target::undeclared_mcp_entry(pt, id);
+        if matches!(observed.seen(&entry.path), Seen::Missing) {
+            // Not ours to create: the daemon writes one when it runs the agent.
+            continue;
+        }
+        let rid = ResourceId::agent(&pt.name, id.as_str());
+        match entries_ops(std::slice::from_ref(&entry), observed) {
+            Ok(ops) => push_change(plan, rid, false, ops, vec![]),
+            Err(e) => plan.errors.push(Message {
+                resource: rid.to_string(),
+                message: e,
+            }),
+        }
+    }
 }
 
 fn prune_profile(
@@ -551,6 +584,7 @@ fn record(u: &UnitTarget, loaded: bool) -> ServiceRecord {
         unit: u.name.clone(),
         path: u.path.clone(),
         loaded,
+        adopted_from: None,
     }
 }
 
@@ -626,6 +660,11 @@ fn plan_service(
                 if same {
                     // Exactly what we would write: adopt it.
                     base.service = Some(record(unit, true));
+                } else if service::written_by_original(
+                    &String::from_utf8_lossy(content.as_deref().unwrap_or_default()),
+                    unit.platform,
+                ) {
+                    adopt_original(plan, id, unit, content.as_deref().unwrap_or_default());
                 } else {
                     plan.notes.push(Message {
                         resource: id.to_string(),
@@ -683,8 +722,50 @@ fn plan_service(
     }
     let activates = ops.iter().any(|o| matches!(o, Op::Activate { .. }));
     let loaded_already = old.is_some_and(|o| o.loaded && o.path == unit.path);
-    let effect = Effect::Service(Some(record(unit, activates || loaded_already)));
+    let mut r = record(unit, activates || loaded_already);
+    r.adopted_from = old
+        .filter(|o| o.path == unit.path)
+        .and_then(|o| o.adopted_from.clone());
+    let effect = Effect::Service(Some(r));
     push(plan, id, action, ops, vec![effect]);
+}
+
+/// Replace a unit the original daemon wrote with ours, and record it as
+/// ours (adoption): loading ours restarts the service on this daemon. The
+/// old text is shown with its key masked.
+fn adopt_original(plan: &mut Plan, id: ResourceId, unit: &UnitTarget, old: &[u8]) {
+    let old_text = String::from_utf8_lossy(old);
+    plan.notes.push(Message {
+        resource: id.to_string(),
+        message: format!(
+            "adopting {}: it was written by the original cloudagent-daemon's install-service; apply replaces it with this daemon's unit and manages it from now on (a key it held inline is not carried over: the key comes from the config file)",
+            unit.path.display()
+        ),
+    });
+    let ops = vec![
+        Op::Adopt {
+            path: unit.path.clone(),
+            from: "the original cloudagent-daemon".into(),
+        },
+        write_op(
+            &unit.path,
+            Some(&old_text),
+            &unit.content,
+            unit.mode,
+            false,
+            Display::Unit(unit.platform),
+        ),
+        activate_op(unit),
+    ];
+    let mut r = record(unit, true);
+    r.adopted_from = Some("the original cloudagent-daemon's install-service".into());
+    push(
+        plan,
+        id,
+        Action::Update,
+        ops,
+        vec![Effect::Service(Some(r))],
+    );
 }
 
 fn remove_unit(

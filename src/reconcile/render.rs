@@ -151,6 +151,13 @@ fn op_text(out: &mut String, op: &Op, home: &Path) {
             };
             let _ = writeln!(out, "      ~ load {platform} unit {unit} ({how})");
         }
+        Op::Adopt { path, from } => {
+            let _ = writeln!(
+                out,
+                "      ~ adopt {} (written by {from}; replaced by this daemon's unit, key not shown)",
+                p(path)
+            );
+        }
         Op::Deactivate { platform, unit, .. } => {
             let how = match *platform {
                 "launchd" => "launchctl bootout",

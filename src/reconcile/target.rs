@@ -35,6 +35,8 @@ pub struct ProfileTarget {
     pub dirs: Vec<Entry>,
     pub agents: BTreeMap<String, AgentTarget>,
     pub service: ServiceWant,
+    /// The binary every workspace's MCP config starts (this one).
+    pub bridge_exe: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +228,7 @@ fn profile_target(
                             service: ServiceWant::Error(format!(
                                 "{e}; the service unit has to carry the key because a service does not see your shell's environment (or use api_key_file)"
                             )),
+                            bridge_exe: ctx.exe.clone(),
                         };
                     }
                 },
@@ -277,5 +280,18 @@ fn profile_target(
         dirs,
         agents,
         service,
+        bridge_exe: ctx.exe.clone(),
     }
+}
+
+/// The MCP config of a workspace the file does not declare (the server
+/// assigned it, or the original daemon left it): apply keeps it starting
+/// this binary by absolute path, and touches nothing else of it.
+pub fn undeclared_mcp_entry(pt: &ProfileTarget, id: &AgentId) -> Entry {
+    let layout = AgentLayout::new(&pt.paths, id);
+    file(
+        layout.mcp_config(),
+        workspace::mcp_config_json(&pt.bridge_exe, &layout, id, &pt.name),
+        0o644,
+    )
 }

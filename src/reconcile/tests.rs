@@ -93,6 +93,7 @@ fn inventory_of(t: &Target, profile: &str) -> Inventory {
             unit: u.name.clone(),
             path: u.path.clone(),
             loaded: true,
+            adopted_from: None,
         });
     }
     inv
@@ -114,6 +115,7 @@ fn empty(t: &Target) -> Observed {
                         rejected: Vec::new(),
                         assigned: Default::default(),
                         assigned_identities: Default::default(),
+                        undeclared: Default::default(),
                     },
                 )
             })

@@ -163,7 +163,7 @@ fn fallback_dirs(home: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `<binary> <args>` and keeps the first line of its output.
-async fn capture_version(
+pub async fn capture_version(
     binary: &Path,
     args: &[&str],
     env: &[(OsString, OsString)],

@@ -75,14 +75,49 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
+/// The `<string>`s of `ProgramArguments`, unescaped enough to compare
+/// (the original does not escape them, PROTOCOL §8.2).
+pub fn program_arguments(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    if !lines.any(|l| l == "<key>ProgramArguments</key>") {
+        return out;
+    }
+    for l in lines {
+        if l == "<array>" {
+            continue;
+        }
+        match l
+            .strip_prefix("<string>")
+            .and_then(|r| r.strip_suffix("</string>"))
+        {
+            Some(v) => out.push(
+                v.replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&"),
+            ),
+            None => break,
+        }
+    }
+    out
+}
+
 /// Mask the value that follows any `<key>` inside EnvironmentVariables whose
-/// name is not known to be public.
+/// name is not known to be public, and the argument after `--api-key`.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_env = false;
     let mut mask_next = false;
     for line in text.split_inclusive('\n') {
         let t = line.trim();
+        if t.starts_with("<string>--api-key=") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let end = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!(
+                "{indent}<string>--api-key=(sensitive)</string>{end}"
+            ));
+            continue;
+        }
         if t == "<key>EnvironmentVariables</key>" {
             in_env = true;
         } else if in_env && t == "</dict>" {
@@ -98,7 +133,7 @@ pub fn redact(text: &str) -> String {
             mask_next = false;
             continue;
         }
-        mask_next = false;
+        mask_next = t == "<string>--api-key</string>";
         if in_env
             && let Some(name) = t
                 .strip_prefix("<key>")

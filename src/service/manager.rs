@@ -106,3 +106,39 @@ fn run(program: &str, args: &[&str]) -> Result<(), ManagerError> {
         output,
     })
 }
+
+/// What the service manager says about a unit, for `doctor`: systemd's
+/// `is-active` word (`active`, `inactive`, `failed`, …), or for launchd
+/// whether the agent is loaded and its `state`. Never changes anything.
+pub fn unit_state(platform: Platform, unit: &str) -> Result<String, ManagerError> {
+    let (program, args): (&str, Vec<String>) = match platform {
+        Platform::Systemd => (
+            "systemctl",
+            vec!["--user".into(), "is-active".into(), unit.into()],
+        ),
+        Platform::Launchd => (
+            "launchctl",
+            vec!["print".into(), format!("{}/{unit}", gui_domain())],
+        ),
+    };
+    let command = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(&args)
+        .output()
+        .map_err(|source| ManagerError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(match platform {
+        // is-active exits non-zero for anything but active; its word is
+        // the answer either way.
+        Platform::Systemd => text.lines().next().unwrap_or("unknown").trim().to_string(),
+        Platform::Launchd if !out.status.success() => "not loaded".to_string(),
+        Platform::Launchd => text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("state = "))
+            .map(|s| format!("loaded, {s}"))
+            .unwrap_or_else(|| "loaded".to_string()),
+    })
+}

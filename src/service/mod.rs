@@ -151,10 +151,37 @@ pub fn is_public_env(name: &str) -> bool {
     matches!(name, "PATH" | "CLOUDAGENT_DAEMON_PROFILE" | "HOME" | "LANG")
 }
 
-/// Mask secret environment values in a rendered unit for display.
+/// Mask secret environment values in a rendered unit for display, and
+/// the value of an `--api-key` argument (the original daemon's units carry
+/// the key on the command line), and anything shaped like a machine key.
 pub fn redact(text: &str, platform: Platform) -> String {
-    match platform {
+    let masked = match platform {
         Platform::Systemd => systemd::redact(text),
         Platform::Launchd => launchd::redact(text),
-    }
+    };
+    crate::redact::secrets(&masked).into_owned()
+}
+
+/// Whether a unit file was written by the original (Python) daemon's
+/// `install-service` (docs/PROTOCOL.md "Coming from the original daemon"):
+/// it runs `…/cloudagent-daemon start` without our `--config`, and carries
+/// what only the original writes: `PYTHONUNBUFFERED`, or the key inline as
+/// `--api-key`. apply replaces such a unit (adoption) instead of leaving it
+/// as managed elsewhere.
+pub fn written_by_original(text: &str, platform: Platform) -> bool {
+    let args = match platform {
+        Platform::Systemd => systemd::exec_start_words(text),
+        Platform::Launchd => launchd::program_arguments(text),
+    };
+    let runs_start = args.first().is_some_and(|p| {
+        Path::new(p).file_name() == Some(std::ffi::OsStr::new("cloudagent-daemon"))
+    }) && args.get(1).map(String::as_str) == Some("start");
+    let ours = args
+        .iter()
+        .any(|a| a == "--config" || a.starts_with("--config="));
+    let python = text.contains("PYTHONUNBUFFERED");
+    let inline_key = args
+        .iter()
+        .any(|a| a == "--api-key" || a.starts_with("--api-key="));
+    runs_start && !ours && (python || inline_key)
 }

@@ -94,18 +94,55 @@ fn quote_value(s: &str) -> String {
     }
 }
 
+/// The words of the first `ExecStart=` line, split on whitespace (the
+/// original writes them unquoted, PROTOCOL §8.1).
+pub fn exec_start_words(text: &str) -> Vec<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStart="))
+        .map(|rest| rest.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// An `ExecStart=` line with the word after `--api-key` (or the value of
+/// `--api-key=`) masked.
+fn mask_api_key_arg(body: &str) -> Option<String> {
+    let rest = body.strip_prefix("ExecStart=")?;
+    let mut mask_next = false;
+    let mut changed = false;
+    let words: Vec<String> = rest
+        .split(' ')
+        .map(|w| {
+            if mask_next && !w.is_empty() {
+                mask_next = false;
+                changed = true;
+                return "(sensitive)".to_string();
+            }
+            if w == "--api-key" {
+                mask_next = true;
+            } else if w.starts_with("--api-key=") {
+                changed = true;
+                return "--api-key=(sensitive)".to_string();
+            }
+            w.to_string()
+        })
+        .collect();
+    changed.then(|| format!("ExecStart={}", words.join(" ")))
+}
+
 /// Mask the value of every `Environment=` assignment whose variable is not
-/// known to be public.
+/// known to be public, and an `--api-key` argument.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches('\n');
-        let masked = body.strip_prefix("Environment=").and_then(|rest| {
-            let unquoted = rest.trim_start_matches('"');
-            let (name, _) = unquoted.split_once('=')?;
-            (!is_public_env(name)).then(|| {
-                let q = if rest.starts_with('"') { "\"" } else { "" };
-                format!("Environment={q}{name}=(sensitive){q}")
+        let masked = mask_api_key_arg(body).or_else(|| {
+            body.strip_prefix("Environment=").and_then(|rest| {
+                let unquoted = rest.trim_start_matches('"');
+                let (name, _) = unquoted.split_once('=')?;
+                (!is_public_env(name)).then(|| {
+                    let q = if rest.starts_with('"') { "\"" } else { "" };
+                    format!("Environment={q}{name}=(sensitive){q}")
+                })
             })
         });
         match masked {
@@ -163,6 +200,25 @@ mod tests {
         assert!(!shown.contains("s3cret"));
         assert!(shown.contains("Environment=CA_KEY=(sensitive)"));
         assert!(shown.contains("Environment=PATH=/home/u/.local/bin"));
+    }
+
+    #[test]
+    fn our_unit_is_not_taken_for_the_originals_and_inline_keys_are_masked() {
+        let ours = render(&spec("default"));
+        assert!(!crate::service::written_by_original(
+            &ours,
+            crate::service::Platform::Systemd
+        ));
+        let original = "Description=cloudagent local daemon\nExecStart=/h/.local/bin/cloudagent-daemon start --server-url https://x --api-key sk_machine_k3y\n";
+        assert!(crate::service::written_by_original(
+            original,
+            crate::service::Platform::Systemd
+        ));
+        let shown = redact(original);
+        assert!(
+            shown.contains("--api-key (sensitive)\n") && !shown.contains("k3y"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod assigned;
 pub mod identity;
+pub mod pending_spawn;
 pub mod workdir;
 
 use std::path::{Path, PathBuf};

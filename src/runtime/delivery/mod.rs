@@ -4,5 +4,6 @@
 
 pub mod journal;
 pub mod ledger;
+pub mod original_outbox;
 pub mod outbox;
 pub mod syncer;
