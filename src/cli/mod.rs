@@ -2,6 +2,8 @@
 //! own file and returns an exit code.
 
 mod bridge;
+mod edit;
+mod login;
 mod profile;
 mod reconcile;
 mod schema;
@@ -77,6 +79,13 @@ pub enum Command {
     /// the daemon). Not for interactive use.
     #[command(hide = true)]
     WakeSupervisor(supervisor::SupervisorArgs),
+    /// Check a machine API key with the backend, save it in a 0600 key
+    /// file and declare the profile and its server in cloudagent.toml, then
+    /// apply the profile. `start` then needs no flags.
+    ///
+    /// The key is asked for without echo on a terminal (or read from
+    /// stdin). Exit 1 with `Login failed: …` when the backend refuses it.
+    Login(login::LoginArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -97,6 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
         Command::WakeSupervisor(args) => supervisor::run(&args),
+        Command::Login(args) => login::run(cli.config.as_deref(), &args),
     };
     ExitCode::from(code)
 }

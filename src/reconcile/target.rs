@@ -67,6 +67,9 @@ pub enum Scope<'a> {
     /// One profile's directories and agents, never its service unit (a
     /// running daemon reconciling itself).
     Local(&'a ProfileName),
+    /// One profile with its service unit, other profiles untouched (a
+    /// command that edited this profile in the file).
+    Profile(&'a ProfileName),
 }
 
 pub fn build(desired: &Desired, ctx: &Context) -> Target {
@@ -79,7 +82,7 @@ pub fn build_scoped(desired: &Desired, ctx: &Context, scope: Scope) -> Target {
         .values()
         .filter(|p| match scope {
             Scope::All => true,
-            Scope::Local(name) => &p.name == name,
+            Scope::Local(name) | Scope::Profile(name) => &p.name == name,
         })
         .map(|p| (p.name.clone(), profile_target(desired, p, ctx, scope)))
         .collect();

@@ -1,0 +1,217 @@
+//! `login`: check a machine key against the backend, keep it in a 0600 key
+//! file, and declare the profile (and its server) in cloudagent.toml
+//! referencing that file, so that `start` needs no flags.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::edit::{self, DryRunArg, Outcome};
+use super::profile::ProfileArg;
+use crate::config::{Secret, server_url};
+use crate::fsutil;
+use crate::paths::{Home, ProfileName};
+use crate::runtime::session::handshake::{self, Failure};
+use crate::runtime::transport::{ConnectError, tls};
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// The backend, e.g. https://api.cloudagent.chat (a trailing / or /v1
+    /// is removed).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The machine API key (sk_machine_…). Better left out: it is then
+    /// asked for without echo on a terminal, or read from stdin, instead of
+    /// showing up in the process list and shell history.
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Skip TLS certificate verification (self-signed development servers);
+    /// recorded as insecure = true in the server's section.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Allow an http:// URL to another machine (the key then crosses the
+    /// network unencrypted); recorded as allow_insecure_http = true.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
+}
+
+fn usage(msg: &str) -> u8 {
+    eprintln!("Error: {msg}");
+    2
+}
+
+pub fn run(config_flag: Option<&Path>, args: &LoginArgs) -> u8 {
+    let (profile, home) = match super::status::profile_and_home(&args.profile) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let url = match server_url::normalize(&args.server) {
+        Ok(u) => u,
+        Err(e) => return usage(&e),
+    };
+    if let Err(e) =
+        server_url::check_cleartext(&url, args.allow_insecure_http, "pass --allow-insecure-http")
+    {
+        return usage(&e);
+    }
+    let key = match read_key(args.api_key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return usage(&e),
+    };
+    if !key.expose().starts_with("sk_machine_") {
+        return usage("api_key must start with sk_machine_");
+    }
+    if args.insecure {
+        eprintln!("⚠️  Insecure: TLS certificate verification disabled.");
+    }
+    let host_id = match verify(&url, &key, args.insecure, &home) {
+        Ok(h) => h,
+        Err(msg) => {
+            eprintln!("Login failed: {msg}");
+            return 1;
+        }
+    };
+    record(config_flag, &home, &profile, &url, &key, args, &host_id)
+}
+
+/// Write the key file and the model edit, then apply the profile.
+fn record(
+    config_flag: Option<&Path>,
+    home: &Home,
+    profile: &ProfileName,
+    url: &str,
+    key: &Secret,
+    args: &LoginArgs,
+    host_id: &str,
+) -> u8 {
+    let key_file = key_file(home, profile);
+    let mut file = match edit::open(config_flag, home) {
+        Ok(f) => f,
+        Err(e) => return usage(&e),
+    };
+    let edited = (|| {
+        let server = file.server_for(url)?;
+        let t = file.table(&["servers", &server])?;
+        if args.insecure {
+            crate::config::edit::set(t, "insecure", true);
+        }
+        if args.allow_insecure_http {
+            crate::config::edit::set(t, "allow_insecure_http", true);
+        }
+        let shown = fsutil::display_path(&key_file, &home.home);
+        file.set_profile_key(profile.as_str(), &server, &shown)
+    })();
+    if let Err(e) = edited {
+        eprintln!("Error: {e}");
+        return 1;
+    }
+    if !args.dry_run.dry_run {
+        if let Err(e) = write_key(&key_file, key) {
+            eprintln!("Error: cannot write the key to {}: {e}", key_file.display());
+            return 1;
+        }
+        println!(
+            "Key saved in {} (mode 0600).",
+            fsutil::display_path(&key_file, &home.home)
+        );
+    }
+    let outcome = edit::commit(&file, home, profile, args.dry_run.dry_run);
+    if let Outcome::Applied(_) = outcome {
+        println!("Logged in. host_id={host_id} profile={profile}");
+    } else {
+        println!("Key verified: host_id={host_id} profile={profile}");
+    }
+    outcome.code()
+}
+
+/// `$XDG_CONFIG_HOME/cloudagent/<profile>.key`.
+pub fn key_file(home: &Home, profile: &ProfileName) -> PathBuf {
+    home.config_home
+        .join("cloudagent")
+        .join(format!("{profile}.key"))
+}
+
+pub fn write_key(path: &Path, key: &Secret) -> std::io::Result<()> {
+    fsutil::create_dir_all(fsutil::parent_dir(path), 0o700)?;
+    fsutil::write_atomic(path, format!("{}\n", key.expose()).as_bytes(), 0o600)
+}
+
+/// `--api-key`, else a line from the terminal without echo, else a line
+/// from stdin.
+fn read_key(flag: Option<&str>) -> Result<Secret, String> {
+    if let Some(k) = flag {
+        return Ok(Secret::new(k.trim()));
+    }
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        eprint!("Machine API key (sk_machine_…, input hidden): ");
+        let _ = std::io::stderr().flush();
+        let restore = no_echo(&stdin);
+        let read = stdin.lock().read_line(&mut line);
+        if let Some(old) = restore {
+            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &old);
+        }
+        eprintln!();
+        read.map_err(|e| format!("cannot read the key: {e}"))?;
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the key from stdin: {e}"))?;
+    }
+    let key = line.trim();
+    if key.is_empty() {
+        return Err(
+            "no API key given: pass --api-key, or type it when asked (or pipe it to stdin)".into(),
+        );
+    }
+    Ok(Secret::new(key))
+}
+
+/// Turn the terminal's echo off; returns the settings to restore.
+fn no_echo(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let old = tcgetattr(stdin).ok()?;
+    let mut quiet = old.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(stdin, OptionalActions::Now, &quiet).ok()?;
+    Some(old)
+}
+
+/// Open the WebSocket with the key (PROTOCOL §2.9 of the original): the
+/// host id, or the reason with what to do about it.
+fn verify(url: &str, key: &Secret, insecure: bool, home: &Home) -> Result<String, String> {
+    let rt = crate::runtime::current_thread_runtime()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    tls::install_crypto_provider();
+    let env: Vec<_> = std::env::vars_os().collect();
+    rt.block_on(async {
+        let runtimes = crate::runtime::detect::detect(&home.home, &env).await;
+        handshake::verify_key(url, key, insecure, runtimes).await
+    })
+    .map_err(|f| explain(&f))
+}
+
+/// The failure and the original's troubleshooting hint for it.
+fn explain(f: &Failure) -> String {
+    match f {
+        Failure::Auth(ConnectError::Auth(code)) => format!(
+            "server rejected WebSocket connection: HTTP {code}\n  The sk_machine_ key was revoked or mistyped: create a new one in the cloudagent UI (host machine settings) and log in again."
+        ),
+        Failure::Auth(e) => e.to_string(),
+        Failure::NoWebSocket(e) => format!(
+            "{e}\n  login checks the key over WebSocket (/v1/daemon/ws): check the URL, and that a proxy in between passes WebSocket upgrades."
+        ),
+        Failure::Other(e) | Failure::Later { reason: e, .. } => {
+            format!("{e}\n  Check the URL and that the backend is reachable from this machine.")
+        }
+        Failure::TooLarge { size, max } => handshake::too_large(*size, *max),
+        Failure::Shutdown => "interrupted".into(),
+    }
+}

@@ -1,0 +1,283 @@
+//! The commands that edit cloudagent.toml (`login`, `agent`,
+//! `install-service`, ...) through the real binary in a temporary HOME,
+//! against the fake backend (README, "Commands that edit the file").
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use support::fake_backend::{Auth, FakeBackend};
+use support::{TestHome, mode, stderr, stdout};
+
+const KEY: &str = "sk_machine_logintest";
+
+/// Run the binary with `args`, `input` on stdin, off the async runtime
+/// (the fake backend runs on it).
+async fn run(home: &TestHome, args: &[&str], input: &str) -> Output {
+    let mut cmd = home.std_cmd();
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = input.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn config_path(home: &TestHome) -> PathBuf {
+    home.path().join(".config/cloudagent/cloudagent.toml")
+}
+
+fn key_path(home: &TestHome) -> PathBuf {
+    home.path().join(".config/cloudagent/default.key")
+}
+
+/// Every file under `dir` (not following symlinks) whose bytes contain
+/// `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        let meta = fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if meta.is_file()
+            && fs::read(&p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_checks_the_key_saves_it_0600_and_declares_the_profile() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    backend.set_auth(Auth::Bearer(KEY.into()));
+    let out = run(
+        &home,
+        &["login", "--server", &backend.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("Logged in. host_id=host_test profile=default"),
+        "{}",
+        stdout(&out)
+    );
+    // §2.9: hello in, a full ready out, closed with 1000.
+    let ready = backend.frames_of_type("ready");
+    assert_eq!(ready.len(), 1);
+    assert!(ready[0]["payload"]["runtimes"].is_array());
+    assert!(backend.frames_of_type("resume").is_empty());
+
+    assert_eq!(
+        fs::read_to_string(key_path(&home)).unwrap(),
+        format!("{KEY}\n")
+    );
+    assert_eq!(mode(&key_path(&home)), 0o600);
+    let text = fs::read_to_string(config_path(&home)).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "#:schema ./cloudagent.schema.json\n# Written by cloudagent-daemon; edit freely (comments and order are kept).\n\n[servers.local]\nurl = \"{}\"\n\n[profiles.default]\nserver = \"local\"\napi_key_file = \"~/.config/cloudagent/default.key\"\n",
+            backend.url()
+        )
+    );
+    assert!(
+        home.path()
+            .join(".config/cloudagent/cloudagent.schema.json")
+            .is_file()
+    );
+    assert_eq!(files_containing(home.path(), KEY), vec![key_path(&home)]);
+
+    let plan = run(&home, &["plan", "--detailed-exitcode"], "").await;
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_with_a_rejected_key_fails_and_writes_nothing() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    backend.set_auth(Auth::Reject(401));
+    let out = run(
+        &home,
+        &["login", "--server", &backend.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Login failed: server rejected WebSocket connection: HTTP 401"),
+        "{err}"
+    );
+    assert!(
+        err.contains("create a new one in the cloudagent UI"),
+        "{err}"
+    );
+    assert!(!config_path(&home).exists());
+    assert!(!key_path(&home).exists());
+    assert!(files_containing(home.path(), KEY).is_empty());
+}
+
+const COMMENTED: &str = r#"# My cloudagent setup. Keep this comment.
+
+[daemon]
+log_level = "debug"   # noisy on purpose
+
+# The production backend
+[servers.prod]
+url = "https://api.cloudagent.chat"   # do not change
+
+# A profile for the French backend
+[profiles.fr]
+server = "prod"
+api_key_file = "~/.config/cloudagent/fr.key"   # from the vault
+
+# trailing comment
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_into_a_commented_file_keeps_every_comment() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    home.write_config(COMMENTED);
+    let out = run(
+        &home,
+        &["login", "--server", &backend.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = fs::read_to_string(config_path(&home)).unwrap();
+    // Every line of the original, in order; the new server after the
+    // servers, the new profile after the profiles.
+    let expected = COMMENTED
+        .replace(
+            "# do not change\n\n",
+            &format!(
+                "# do not change\n\n[servers.local]\nurl = \"{}\"\n\n",
+                backend.url()
+            ),
+        )
+        .replace(
+            "# from the vault\n\n",
+            "# from the vault\n\n[profiles.default]\nserver = \"local\"\napi_key_file = \"~/.config/cloudagent/default.key\"\n\n",
+        );
+    assert_eq!(text, expected);
+    // The diff shown is the change made.
+    assert!(
+        stdout(&out).contains("+[profiles.default]"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A second login to the same URL reuses the server and changes nothing.
+    let again = run(
+        &home,
+        &["login", "--server", &format!("{}/v1/", backend.url())],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("already says so"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), expected);
+}
+
+/// A file we may not write: the snippet is printed, the file stays as it
+/// was, the key file is still written (the snippet refers to it).
+async fn assert_refused(home: &TestHome, backend: &FakeBackend, file: &Path, why: &str) {
+    let before = fs::read(file).unwrap();
+    let out = run(
+        home,
+        &["login", "--server", &backend.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("is managed elsewhere"), "{text}");
+    assert!(text.contains(why), "{text}");
+    assert!(
+        text.contains(&format!(
+            "[servers.local]\nurl = \"{}\"\n\n[profiles.default]\nserver = \"local\"\napi_key_file = \"~/.config/cloudagent/default.key\"\n",
+            backend.url()
+        )),
+        "{text}"
+    );
+    assert_eq!(fs::read(file).unwrap(), before);
+    assert_eq!(mode(&key_path(home)), 0o600);
+    assert!(!home.path().join(".cloudagent").exists(), "nothing applied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_leaves_a_read_only_file_alone_and_prints_the_snippet() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let file = home.write_config(COMMENTED);
+    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    assert_refused(&home, &backend, &file, "read-only").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_leaves_a_symlinked_file_alone_and_prints_the_snippet() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let store = home.path().join("store/cloudagent.toml");
+    fs::create_dir_all(store.parent().unwrap()).unwrap();
+    fs::write(&store, COMMENTED).unwrap();
+    std::os::unix::fs::symlink(&store, config_path(&home)).unwrap();
+    assert_refused(&home, &backend, &store, "symlink").await;
+    assert!(
+        fs::symlink_metadata(config_path(&home))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_dry_run_writes_nothing() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let out = run(
+        &home,
+        &["login", "--dry-run", "--server", &backend.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("+++ ~/.config/cloudagent/cloudagent.toml"),
+        "{text}"
+    );
+    assert!(text.contains("+ profile \"default\""), "{text}");
+    assert!(text.contains("dry run: nothing was written"), "{text}");
+    assert!(!config_path(&home).exists());
+    assert!(!key_path(&home).exists());
+    assert!(!home.path().join(".cloudagent").exists());
+}
