@@ -281,3 +281,156 @@ async fn login_dry_run_writes_nothing() {
     assert!(!key_path(&home).exists());
     assert!(!home.path().join(".cloudagent").exists());
 }
+
+/// A home whose config declares the default profile (no agents yet).
+fn declared_home() -> TestHome {
+    let home = TestHome::new();
+    fs::write(
+        home.path().join(".config/cloudagent/prod.key"),
+        format!("{KEY}\n"),
+    )
+    .unwrap();
+    home.write_config(
+        "[servers.prod]\nurl = \"https://api.cloudagent.chat\"\n\n[profiles.default]\nserver = \"prod\"\napi_key_file = \"~/.config/cloudagent/prod.key\"\n",
+    );
+    home
+}
+
+fn sync_run(home: &TestHome, args: &[&str]) -> Output {
+    home.cmd().args(args).output().unwrap()
+}
+
+#[test]
+fn agent_register_list_and_unregister() {
+    let home = declared_home();
+    let out = sync_run(
+        &home,
+        &[
+            "agent",
+            "register",
+            "--agent-id",
+            "agent_a",
+            "--name",
+            "Frontend",
+            "--chief",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("✓ Registered agent_a at ~/.cloudagent/agents/agent_a"),
+        "{}",
+        stdout(&out)
+    );
+    let text = fs::read_to_string(config_path(&home)).unwrap();
+    assert!(
+        text.ends_with("\n[profiles.default.agents.agent_a]\nname = \"Frontend\"\nchief = true\n"),
+        "{text}"
+    );
+    let dir = home.path().join(".cloudagent/agents/agent_a");
+    let identity: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join(".meta/identity.json")).unwrap()).unwrap();
+    assert_eq!(identity["agent_name"], "Frontend");
+    assert_eq!(identity["is_chief"], true);
+    assert_eq!(identity["reports_to"], "self");
+    let plan = sync_run(&home, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+
+    // An agent the server assigned: its workspace and record, as the
+    // daemon leaves them.
+    let server = home.path().join(".cloudagent/agents/agent_s");
+    fs::create_dir_all(server.join(".meta")).unwrap();
+    fs::write(
+        server.join(".meta/identity.json"),
+        r#"{"agent_id":"agent_s","agent_name":"Server One","is_chief":false}"#,
+    )
+    .unwrap();
+    fs::write(
+        home.path().join(".cloudagent/daemon/assigned-agents.json"),
+        r#"["agent_s"]"#,
+    )
+    .unwrap();
+    let out = sync_run(&home, &["agent", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Agents of profile 'default':\n  AGENT ID  NAME              SOURCE    WORKSPACE\n  agent_a   Frontend (chief)  declared  ~/.cloudagent/agents/agent_a\n  agent_s   Server One        server    ~/.cloudagent/agents/agent_s\n"
+    );
+    let out = sync_run(&home, &["agent", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["agents"][1]["source"], "server");
+    assert_eq!(v["agents"][0]["chief"], true);
+
+    // The server's agent is not ours to unregister.
+    let before = fs::read_to_string(config_path(&home)).unwrap();
+    let out = sync_run(&home, &["agent", "unregister", "--agent-id", "agent_s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("belongs to the server"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(server.join(".meta/identity.json").is_file());
+    assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), before);
+
+    fs::write(dir.join("notes/keep.md"), "data").unwrap();
+    let out = sync_run(&home, &["agent", "unregister", "--agent-id", "agent_a"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("✓ Archived agent_a"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dir.exists());
+    let archive = home.path().join(".cloudagent/agents/.archive");
+    let archived: Vec<_> = fs::read_dir(&archive).unwrap().flatten().collect();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(
+        fs::read_to_string(archived[0].path().join("notes/keep.md")).unwrap(),
+        "data"
+    );
+    assert!(
+        !fs::read_to_string(config_path(&home))
+            .unwrap()
+            .contains("agent_a")
+    );
+}
+
+#[test]
+fn agent_register_dry_run_writes_nothing() {
+    let home = declared_home();
+    let before = fs::read_to_string(config_path(&home)).unwrap();
+    let out = sync_run(
+        &home,
+        &["agent", "register", "--dry-run", "--agent-id", "agent_a"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("+[profiles.default.agents.agent_a]"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("+ agent \"default/agent_a\""),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), before);
+    assert!(!home.path().join(".cloudagent").exists());
+}
+
+#[test]
+fn agent_commands_need_a_declared_profile() {
+    let home = declared_home();
+    let out = sync_run(
+        &home,
+        &["agent", "register", "--profile", "fr", "--agent-id", "a1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("profile 'fr' is not declared"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sync_run(&home, &["agent", "register", "--agent-id", "../x"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,6 +1,7 @@
 //! Command line: clap definitions and dispatch. Each command lives in its
 //! own file and returns an exit code.
 
+mod agent;
 mod bridge;
 mod edit;
 mod login;
@@ -86,6 +87,12 @@ pub enum Command {
     /// The key is asked for without echo on a terminal (or read from
     /// stdin). Exit 1 with `Login failed: …` when the backend refuses it.
     Login(login::LoginArgs),
+    /// Declare, remove or list a profile's agents (edits cloudagent.toml,
+    /// then applies the profile).
+    Agent {
+        #[command(subcommand)]
+        command: agent::AgentCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -107,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::McpBridge(args) => bridge::run(&args),
         Command::WakeSupervisor(args) => supervisor::run(&args),
         Command::Login(args) => login::run(cli.config.as_deref(), &args),
+        Command::Agent { command } => agent::run(cli.config.as_deref(), &command),
     };
     ExitCode::from(code)
 }
