@@ -434,3 +434,109 @@ fn agent_commands_need_a_declared_profile() {
     let out = sync_run(&home, &["agent", "register", "--agent-id", "../x"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A fake `loginctl` answering `Linger` with `linger`.
+fn fake_loginctl(home: &TestHome, linger: &str) {
+    home.fake_bin("loginctl", &format!("#!/bin/sh\necho {linger}\n"));
+}
+
+#[test]
+fn install_service_keeps_the_key_out_of_every_file_but_the_key_file() {
+    let home = TestHome::new();
+    home.fake_systemctl(0, "");
+    fake_loginctl(&home, "no");
+    let out = sync_run(
+        &home,
+        &[
+            "install-service",
+            "--server-url",
+            "https://api.cloudagent.chat",
+            "--api-key",
+            KEY,
+            "--permission-mode",
+            "acceptEdits",
+            "-w",
+            "/srv/work",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("✓ Installed linux service unit: ~/.config/systemd/user/cloudagent-daemon.service\n  permission mode: acceptEdits\nDaemon will auto-restart on crash and start at login.\n"),
+        "{text}"
+    );
+    assert!(text.contains("loginctl enable-linger $USER"), "{text}");
+    assert_eq!(files_containing(home.path(), KEY), vec![key_path(&home)]);
+    assert_eq!(mode(&key_path(&home)), 0o600);
+    assert_eq!(
+        home.systemctl_calls(),
+        [
+            "--user daemon-reload",
+            "--user enable cloudagent-daemon.service",
+            "--user restart cloudagent-daemon.service"
+        ]
+    );
+    let toml = fs::read_to_string(config_path(&home)).unwrap();
+    assert!(
+        toml.ends_with("[servers.cloudagent]\nurl = \"https://api.cloudagent.chat\"\n\n[profiles.default]\nserver = \"cloudagent\"\napi_key_file = \"~/.config/cloudagent/default.key\"\npermission_mode = \"acceptEdits\"\nworkspace_root = \"/srv/work\"\n\n[profiles.default.service]\n"),
+        "{toml}"
+    );
+    let plan = sync_run(&home, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+
+    let out = sync_run(&home, &["uninstall-service"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("✓ Uninstalled linux service (profile='default')"));
+    assert!(
+        !home
+            .path()
+            .join(".config/systemd/user/cloudagent-daemon.service")
+            .exists()
+    );
+    assert!(
+        !fs::read_to_string(config_path(&home))
+            .unwrap()
+            .contains("service")
+    );
+    let out = sync_run(&home, &["uninstall-service"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(linux service for profile 'default' was not installed)"));
+}
+
+#[test]
+fn install_service_without_a_user_session_says_how_to_fix_it() {
+    let home = declared_home();
+    home.fake_systemctl(1, "Failed to connect to bus: No medium found");
+    fake_loginctl(&home, "no");
+    let out = sync_run(&home, &["install-service", "--profile", "default"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("loginctl enable-linger $USER"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        home.path()
+            .join(".config/systemd/user/cloudagent-daemon.service")
+            .is_file()
+    );
+}
+
+#[test]
+fn install_service_checks_its_flags() {
+    let home = declared_home();
+    let out = sync_run(&home, &["install-service", "--permission-mode", "yolo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--permission-mode must be one of"));
+    let out = sync_run(&home, &["install-service", "--server-url", "https://x.y"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("must be used together"));
+    let out = sync_run(&home, &["install-service", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("+ service \"default\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!home.path().join(".config/systemd").exists());
+}

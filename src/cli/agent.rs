@@ -105,23 +105,7 @@ fn prepare(
         eprintln!("Error: {e}");
         1u8
     })?;
-    if !file.has_table(&["profiles", profile.as_str()]) {
-        let f = super::profile::flag(&profile);
-        let legacy = home.profile(&profile).legacy_config_file();
-        let origin = if legacy.exists() {
-            format!(
-                " (it is known only from the original daemon's {}; declare it with `cloudagent-daemon login{f} --server URL`, which reads the key again)",
-                display_path(&legacy, &home.home)
-            )
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "Error: profile '{profile}' is not declared in {}{origin}. Run `cloudagent-daemon login{f} --server URL` first.",
-            display_path(&file.path, &home.home)
-        );
-        return Err(1);
-    }
+    edit::require_profile(&file, &home, &profile)?;
     Ok((profile, home, id, file))
 }
 

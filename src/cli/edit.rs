@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::config::edit::{Access, ConfigFile};
 use crate::config::{self, Desired};
+use crate::fsutil::display_path;
 use crate::paths::{Home, ProfileName};
 use crate::reconcile::{self, Context, lock, render};
 use crate::service::{Platform, manager::CliManager};
@@ -151,4 +152,27 @@ pub fn apply_profile(desired: &Desired, ctx: &Context, profile: &ProfileName) ->
         eprintln!("error: {}", shown(e));
     }
     u8::from(!(report.errors.is_empty() && plan.errors.is_empty()))
+}
+
+/// A command that changes a profile needs it declared; one known only from
+/// the original daemon's `config.json` is pointed to `login`.
+pub fn require_profile(file: &ConfigFile, home: &Home, profile: &ProfileName) -> Result<(), u8> {
+    if file.has_table(&["profiles", profile.as_str()]) {
+        return Ok(());
+    }
+    let f = super::profile::flag(profile);
+    let legacy = home.profile(profile).legacy_config_file();
+    let origin = if legacy.exists() {
+        format!(
+            " (it is known only from the original daemon's {})",
+            display_path(&legacy, &home.home)
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "Error: profile '{profile}' is not declared in {}{origin}. Run `cloudagent-daemon login{f} --server URL` first.",
+        display_path(&file.path, &home.home)
+    );
+    Err(1)
 }

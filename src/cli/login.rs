@@ -89,27 +89,22 @@ fn record(
     args: &LoginArgs,
     host_id: &str,
 ) -> u8 {
-    let key_file = key_file(home, profile);
     let mut file = match edit::open(config_flag, home) {
         Ok(f) => f,
         Err(e) => return usage(&e),
     };
-    let edited = (|| {
-        let server = file.server_for(url)?;
-        let t = file.table(&["servers", &server])?;
-        if args.insecure {
-            crate::config::edit::set(t, "insecure", true);
+    let server = Server {
+        url,
+        insecure: args.insecure,
+        allow_insecure_http: args.allow_insecure_http,
+    };
+    let key_file = match declare_profile(&mut file, home, profile, &server) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
         }
-        if args.allow_insecure_http {
-            crate::config::edit::set(t, "allow_insecure_http", true);
-        }
-        let shown = fsutil::display_path(&key_file, &home.home);
-        file.set_profile_key(profile.as_str(), &server, &shown)
-    })();
-    if let Err(e) = edited {
-        eprintln!("Error: {e}");
-        return 1;
-    }
+    };
     if !args.dry_run.dry_run {
         if let Err(e) = write_key(&key_file, key) {
             eprintln!("Error: cannot write the key to {}: {e}", key_file.display());
@@ -127,6 +122,37 @@ fn record(
         println!("Key verified: host_id={host_id} profile={profile}");
     }
     outcome.code()
+}
+
+/// A server as the command line gives it.
+pub struct Server<'a> {
+    /// Normalised.
+    pub url: &'a str,
+    pub insecure: bool,
+    pub allow_insecure_http: bool,
+}
+
+/// Declare `profile` in the file: its server (reused when the URL is
+/// declared, else named after the host) and `api_key_file` naming the
+/// profile's key file, which is returned (the caller writes the key).
+pub fn declare_profile(
+    file: &mut crate::config::edit::ConfigFile,
+    home: &Home,
+    profile: &ProfileName,
+    server: &Server,
+) -> Result<PathBuf, String> {
+    let key_file = key_file(home, profile);
+    let name = file.server_for(server.url)?;
+    let t = file.table(&["servers", &name])?;
+    if server.insecure {
+        crate::config::edit::set(t, "insecure", true);
+    }
+    if server.allow_insecure_http {
+        crate::config::edit::set(t, "allow_insecure_http", true);
+    }
+    let shown = fsutil::display_path(&key_file, &home.home);
+    file.set_profile_key(profile.as_str(), &name, &shown)?;
+    Ok(key_file)
 }
 
 /// `$XDG_CONFIG_HOME/cloudagent/<profile>.key`.

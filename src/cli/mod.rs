@@ -8,6 +8,7 @@ mod login;
 mod profile;
 mod reconcile;
 mod schema;
+mod service;
 mod start;
 mod status;
 mod stop;
@@ -93,6 +94,15 @@ pub enum Command {
         #[command(subcommand)]
         command: agent::AgentCommand,
     },
+    /// Run the profile's daemon as a user service (systemd user unit on
+    /// Linux, launchd agent on macOS; restarted on crash, started at
+    /// login): adds [profiles.P.service] to cloudagent.toml, with the
+    /// server, key, permission mode and workspace root when given, then
+    /// applies the profile.
+    InstallService(service::InstallArgs),
+    /// Stop and remove the profile's service unit: removes
+    /// [profiles.P.service] from cloudagent.toml, then applies the profile.
+    UninstallService(service::UninstallArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -115,6 +125,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::WakeSupervisor(args) => supervisor::run(&args),
         Command::Login(args) => login::run(cli.config.as_deref(), &args),
         Command::Agent { command } => agent::run(cli.config.as_deref(), &command),
+        Command::InstallService(args) => service::install(cli.config.as_deref(), &args),
+        Command::UninstallService(args) => service::uninstall(cli.config.as_deref(), &args),
     };
     ExitCode::from(code)
 }

@@ -90,6 +90,8 @@ pub struct Profile {
     pub allowed_workdirs: Option<Vec<PathBuf>>,
     /// Agents the server may create beyond the declared ones.
     pub max_server_agents: u32,
+    /// Over `[daemon] permission_mode` when set.
+    pub permission_mode: Option<PermissionMode>,
     /// Present when the profile's service unit should be installed.
     pub service: Option<ServiceSettings>,
     pub agents: BTreeMap<AgentId, Agent>,
@@ -358,6 +360,7 @@ impl Validator<'_, '_> {
             workspace_access: rp.workspace_access.unwrap_or_default(),
             allowed_workdirs,
             max_server_agents,
+            permission_mode: rp.permission_mode,
             service,
             agents,
         })

@@ -221,6 +221,11 @@ pub struct RawProfile {
     /// a workspace). Default: 200.
     #[schemars(range(min = 0, max = 10000))]
     pub max_server_agents: Option<u32>,
+    /// claude's `--permission-mode` for this profile's daemon, over
+    /// `[daemon] permission_mode` (the original daemon's per-profile
+    /// `claude_permission_mode`; `install-service --permission-mode` sets
+    /// it). Default: the `[daemon]` value.
+    pub permission_mode: Option<PermissionMode>,
     /// Run this profile's daemon as a user service (systemd user unit on
     /// Linux, launchd agent on macOS). Remove the section to uninstall.
     pub service: Option<RawService>,

@@ -212,7 +212,7 @@ impl Settings {
             SecretRef::Inline(_) => {}
         }
         s.claude_binary = desired.daemon.claude_binary.clone();
-        s.permission_mode = desired.daemon.permission_mode;
+        s.permission_mode = p.permission_mode.unwrap_or(desired.daemon.permission_mode);
         s.max_concurrent_wakes = desired.daemon.max_concurrent_wakes;
         s.wake_timeout = desired.daemon.wake_timeout;
         s.resync = desired.daemon.resync;
