@@ -540,3 +540,42 @@ fn install_service_checks_its_flags() {
     );
     assert!(!home.path().join(".config/systemd").exists());
 }
+
+#[test]
+fn list_profiles_in_the_original_format() {
+    let home = TestHome::new();
+    let out = sync_run(&home, &["list-profiles"]);
+    assert_eq!(
+        stdout(&out),
+        "No profiles installed. Run `cloudagent-daemon login ...` first.\n"
+    );
+    let home = declared_home();
+    let daemon = home.path().join(".cloudagent/daemon");
+    fs::create_dir_all(&daemon).unwrap();
+    fs::write(
+        daemon.join("state.json"),
+        r#"{"last_seq":3,"host_id":"host_a1"}"#,
+    )
+    .unwrap();
+    // A profile the original daemon installed, with a PID file of a
+    // process that is gone.
+    let fr = daemon.join("profiles/fr");
+    fs::create_dir_all(&fr).unwrap();
+    fs::write(
+        fr.join("config.json"),
+        r#"{"server_url":"https://api-fr.cloudagent.chat","machine_api_key":"sk_machine_x","host_id":"host_fr"}"#,
+    )
+    .unwrap();
+    fs::write(fr.join("daemon.pid"), "999999999\n").unwrap();
+    let out = sync_run(&home, &["list-profiles"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "● default\n    server:  https://api.cloudagent.chat\n    host_id: host_a1\n    status:  —\n● fr\n    server:  https://api-fr.cloudagent.chat\n    host_id: host_fr\n    status:  stopped pid=999999999\n"
+    );
+    let out = sync_run(&home, &["list-profiles", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["source"], "cloudagent.toml");
+    assert_eq!(v[1]["source"], "config.json");
+    assert_eq!(v[1]["running"], false);
+}

@@ -6,6 +6,7 @@ mod bridge;
 mod edit;
 mod login;
 mod profile;
+mod profiles;
 mod reconcile;
 mod schema;
 mod service;
@@ -103,6 +104,10 @@ pub enum Command {
     /// Stop and remove the profile's service unit: removes
     /// [profiles.P.service] from cloudagent.toml, then applies the profile.
     UninstallService(service::UninstallArgs),
+    /// List the profiles on this machine (declared in cloudagent.toml or
+    /// installed by the original daemon) with their server, host id and
+    /// whether their daemon runs.
+    ListProfiles(profiles::ListProfilesArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -127,6 +132,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent { command } => agent::run(cli.config.as_deref(), &command),
         Command::InstallService(args) => service::install(cli.config.as_deref(), &args),
         Command::UninstallService(args) => service::uninstall(cli.config.as_deref(), &args),
+        Command::ListProfiles(args) => profiles::run(cli.config.as_deref(), &args),
     };
     ExitCode::from(code)
 }
