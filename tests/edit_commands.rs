@@ -579,3 +579,27 @@ fn list_profiles_in_the_original_format() {
     assert_eq!(v[1]["source"], "config.json");
     assert_eq!(v[1]["running"], false);
 }
+
+#[test]
+fn install_service_does_not_claim_a_unit_it_did_not_write() {
+    let home = declared_home();
+    home.fake_systemctl(0, "");
+    fake_loginctl(&home, "yes");
+    let unit = home
+        .path()
+        .join(".config/systemd/user/cloudagent-daemon.service");
+    fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    let foreign =
+        "[Service]\nExecStart=/usr/local/bin/cloudagent-daemon start --api-key sk_machine_old\n";
+    fs::write(&unit, foreign).unwrap();
+    let out = sync_run(&home, &["install-service"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("✓ Installed"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the service unit was not installed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(&unit).unwrap(), foreign);
+    assert!(home.systemctl_calls().is_empty());
+}

@@ -162,8 +162,28 @@ pub fn install(config_flag: Option<&Path>, args: &InstallArgs) -> u8 {
         );
     }
     let outcome = edit::commit(&file, &home, &profile, args.dry_run.dry_run);
+    if let Outcome::Applied(0) = outcome
+        && !installed(&home, &profile, &unit)
+    {
+        eprintln!(
+            "Error: the service unit was not installed: {} is not one cloudagent-daemon wrote (one the Python daemon installed?), so it was left alone. Remove it (the Python tool's `cloudagent-daemon uninstall-service{}`, or delete the file), then run install-service again.",
+            display_path(&unit, &home.home),
+            super::profile::flag(&profile)
+        );
+        return 1;
+    }
     report_install(&outcome, platform, &home, &profile, &unit, mode);
     outcome.code()
+}
+
+/// Whether apply recorded `unit` as the profile's (it leaves a unit it did
+/// not write alone, and says so only as a note).
+fn installed(home: &Home, profile: &ProfileName, unit: &Path) -> bool {
+    let file = home.profile(profile).inventory_file();
+    matches!(
+        crate::reconcile::inventory::Inventory::read(&file),
+        Ok(Some(inv)) if inv.service.as_ref().is_some_and(|s| s.path == unit)
+    )
 }
 
 /// The service section, and the profile keys given on the command line.
