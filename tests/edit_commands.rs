@@ -603,3 +603,87 @@ fn install_service_does_not_claim_a_unit_it_did_not_write() {
     assert_eq!(fs::read_to_string(&unit).unwrap(), foreign);
     assert!(home.systemctl_calls().is_empty());
 }
+
+/// An install of the original daemon: the default profile from `login`
+/// (config.json, a permission mode), profile `fr` only from
+/// `install-service --profile fr --server-url … --api-key … --insecure`
+/// (its unit holds the key), an agent workspace with data.
+fn original_install(home: &TestHome) -> PathBuf {
+    let daemon = home.path().join(".cloudagent/daemon");
+    fs::create_dir_all(&daemon).unwrap();
+    fs::write(
+        daemon.join("config.json"),
+        r#"{"server_url": "https://api.cloudagent.chat/v1", "machine_api_key": "sk_machine_default1", "host_id": "host_d", "claude_permission_mode": "acceptEdits"}"#,
+    )
+    .unwrap();
+    fs::write(
+        daemon.join("state.json"),
+        r#"{"last_seq": 7, "host_id": "host_d"}"#,
+    )
+    .unwrap();
+    let unit = home
+        .path()
+        .join(".config/systemd/user/cloudagent-daemon-fr.service");
+    fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    fs::write(
+        &unit,
+        "[Service]\nType=simple\nExecStart=/home/u/.local/bin/cloudagent-daemon start --server-url https://api-fr.cloudagent.chat --api-key sk_machine_fr2 --insecure --workspace-root /srv/fr --profile fr\nEnvironment=NO_PROXY=*\nEnvironment=PYTHONUNBUFFERED=1\nEnvironment=CLOUDAGENT_DAEMON_PROFILE=fr\n",
+    )
+    .unwrap();
+    let agent = home.path().join(".cloudagent/agents/agent_old/notes");
+    fs::create_dir_all(&agent).unwrap();
+    fs::write(agent.join("n.md"), "old notes").unwrap();
+    unit
+}
+
+#[test]
+fn import_turns_an_original_install_into_the_model_and_key_files() {
+    let home = TestHome::new();
+    let unit = original_install(&home);
+    let unit_before = fs::read(&unit).unwrap();
+    let out = sync_run(&home, &["import", "--dry-run"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(!config_path(&home).exists());
+    assert!(!key_path(&home).exists());
+
+    let out = sync_run(&home, &["import"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Run `cloudagent-daemon apply` to make it so."),
+        "{text}"
+    );
+    let toml = fs::read_to_string(config_path(&home)).unwrap();
+    assert!(
+        toml.ends_with("[servers.cloudagent]\nurl = \"https://api.cloudagent.chat\"\n\n[servers.fr]\nurl = \"https://api-fr.cloudagent.chat\"\ninsecure = true\n\n[profiles.default]\nserver = \"cloudagent\"\napi_key_file = \"~/.config/cloudagent/default.key\"\npermission_mode = \"acceptEdits\"\n\n[profiles.fr]\nserver = \"fr\"\napi_key_file = \"~/.config/cloudagent/fr.key\"\nworkspace_root = \"/srv/fr\"\n\n[profiles.fr.service]\n"),
+        "{toml}"
+    );
+    for (profile, key) in [("default", "sk_machine_default1"), ("fr", "sk_machine_fr2")] {
+        let p = home
+            .path()
+            .join(format!(".config/cloudagent/{profile}.key"));
+        assert_eq!(fs::read_to_string(&p).unwrap(), format!("{key}\n"));
+        assert_eq!(mode(&p), 0o600);
+    }
+    // Only the key files are new holders of the keys; nothing else moved.
+    let mut holders = files_containing(home.path(), "sk_machine_fr2");
+    holders.sort();
+    assert_eq!(
+        holders,
+        vec![home.path().join(".config/cloudagent/fr.key"), unit.clone()]
+    );
+    assert_eq!(fs::read(&unit).unwrap(), unit_before);
+    assert_eq!(
+        fs::read_to_string(home.path().join(".cloudagent/agents/agent_old/notes/n.md")).unwrap(),
+        "old notes"
+    );
+
+    let again = sync_run(&home, &["import"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("profile 'default': already declared"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), toml);
+}

@@ -65,31 +65,41 @@ impl Outcome {
 
 /// Check, show, write and apply an edit of `profile`.
 pub fn commit(file: &ConfigFile, home: &Home, profile: &ProfileName, dry_run: bool) -> Outcome {
-    let shown = crate::fsutil::display_path(&file.path, &home.home);
-    let desired = match config::parse(&file.text(), file.path.clone(), home) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("Error: the change would leave {shown} invalid, so it was not made:\n{e}");
-            return Outcome::Failed;
-        }
-    };
+    let plan = |d: &Desired, ctx: &Context| reconcile::plan_one_profile(d, ctx, profile);
+    match write(file, home, dry_run, plan) {
+        Ok((desired, ctx)) => Outcome::Applied(apply_profile(&desired, &ctx, profile)),
+        Err(outcome) => outcome,
+    }
+}
+
+/// Check and show an edit, then write it. A dry run prints `plan`'s
+/// plan instead of writing; a managed file gets the snippet. Returns the
+/// edited config when it is in place (written, or already so).
+pub fn write(
+    file: &ConfigFile,
+    home: &Home,
+    dry_run: bool,
+    plan: impl Fn(&Desired, &Context) -> reconcile::Plan,
+) -> Result<(Desired, Context), Outcome> {
+    let shown = display_path(&file.path, &home.home);
+    let desired = config::parse(&file.text(), file.path.clone(), home).map_err(|e| {
+        eprintln!("Error: the change would leave {shown} invalid, so it was not made:\n{e}");
+        Outcome::Failed
+    })?;
     if file.changed() {
         print!("{}", file.diff(home));
     } else {
         println!("{shown} already says so; not changed.");
     }
-    let ctx = match context(home) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return Outcome::Failed;
-        }
-    };
+    let ctx = context(home).map_err(|e| {
+        eprintln!("Error: {e}");
+        Outcome::Failed
+    })?;
     if dry_run {
-        let plan = reconcile::plan_one_profile(&desired, &ctx, profile);
-        print!("{}", render::text(&plan, &desired.warnings, &home.home));
+        let p = plan(&desired, &ctx);
+        print!("{}", render::text(&p, &desired.warnings, &home.home));
         println!("(dry run: nothing was written)");
-        return Outcome::DryRun;
+        return Err(Outcome::DryRun);
     }
     if let Access::Managed(why) = &file.access {
         if file.changed() {
@@ -97,16 +107,16 @@ pub fn commit(file: &ConfigFile, home: &Home, profile: &ProfileName, dry_run: bo
                 "\n{shown} is managed elsewhere ({why}), so it was not changed. Add this to the file's source (e.g. your dotfiles or home-manager config), then run `cloudagent-daemon apply`:\n\n{}",
                 file.snippet()
             );
-            return Outcome::Managed;
+            return Err(Outcome::Managed);
         }
     } else if file.changed() {
         if let Err(e) = file.save() {
             eprintln!("Error: cannot write {}: {e}", file.path.display());
-            return Outcome::Failed;
+            return Err(Outcome::Failed);
         }
         println!("Wrote {shown}.");
     }
-    Outcome::Applied(apply_profile(&desired, &ctx, profile))
+    Ok((desired, ctx))
 }
 
 /// `apply` for one profile (under the apply lock), printed like `apply`.
@@ -170,8 +180,14 @@ pub fn require_profile(file: &ConfigFile, home: &Home, profile: &ProfileName) ->
     } else {
         String::new()
     };
+    let fix = if legacy.exists() {
+        "cloudagent-daemon import` (or `cloudagent-daemon login{f} --server URL`)"
+    } else {
+        "cloudagent-daemon login{f} --server URL`"
+    }
+    .replace("{f}", &f);
     eprintln!(
-        "Error: profile '{profile}' is not declared in {}{origin}. Run `cloudagent-daemon login{f} --server URL` first.",
+        "Error: profile '{profile}' is not declared in {}{origin}. Run `{fix} first.",
         display_path(&file.path, &home.home)
     );
     Err(1)

@@ -4,6 +4,7 @@
 mod agent;
 mod bridge;
 mod edit;
+mod import;
 mod login;
 mod profile;
 mod profiles;
@@ -108,6 +109,11 @@ pub enum Command {
     /// installed by the original daemon) with their server, host id and
     /// whether their daemon runs.
     ListProfiles(profiles::ListProfilesArgs),
+    /// Turn an install of the original Python daemon (config.json of each
+    /// profile, claude_permission_mode, service units holding --api-key)
+    /// into cloudagent.toml plus 0600 key files, then show the plan.
+    /// Changes nothing else: run `apply` next.
+    Import(import::ImportArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -133,6 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::InstallService(args) => service::install(cli.config.as_deref(), &args),
         Command::UninstallService(args) => service::uninstall(cli.config.as_deref(), &args),
         Command::ListProfiles(args) => profiles::run(cli.config.as_deref(), &args),
+        Command::Import(args) => import::run(cli.config.as_deref(), &args),
     };
     ExitCode::from(code)
 }
