@@ -687,3 +687,56 @@ fn import_turns_an_original_install_into_the_model_and_key_files() {
     );
     assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), toml);
 }
+
+#[test]
+fn the_profile_comes_from_the_flag_or_the_environment_with_its_own_paths() {
+    let home = TestHome::new();
+    home.fake_systemctl(0, "");
+    fake_loginctl(&home, "yes");
+    let env_cmd = |args: &[&str]| {
+        home.cmd()
+            .env("CLOUDAGENT_DAEMON_PROFILE", " fr ")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = env_cmd(&[
+        "install-service",
+        "--server-url",
+        "https://api-fr.cloudagent.chat",
+        "--api-key",
+        KEY,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("  profile: fr\n"), "{}", stdout(&out));
+    assert!(
+        home.path()
+            .join(".config/systemd/user/cloudagent-daemon-fr.service")
+            .is_file()
+    );
+    assert!(
+        home.path()
+            .join(".cloudagent/daemon/profiles/fr/logs")
+            .is_dir()
+    );
+    assert_eq!(mode(&home.path().join(".config/cloudagent/fr.key")), 0o600);
+
+    let out = env_cmd(&["agent", "register", "--agent-id", "a1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("✓ Registered a1 at ~/.cloudagent/agents-fr/a1 (profile='fr')"),
+        "{}",
+        stdout(&out)
+    );
+    // The flag wins over the environment.
+    let out = env_cmd(&["agent", "list", "--profile", "default"]);
+    assert!(
+        stdout(&out).starts_with("No agents in profile 'default'."),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = env_cmd(&["uninstall-service", "--profile", "Bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Error: invalid profile name: 'Bad'"));
+}
