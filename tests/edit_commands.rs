@@ -740,3 +740,27 @@ fn the_profile_comes_from_the_flag_or_the_environment_with_its_own_paths() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Error: invalid profile name: 'Bad'"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_into_an_invalid_file_changes_nothing_and_asks_nothing() {
+    let home = TestHome::new();
+    let backend = FakeBackend::start().await;
+    let broken = "[servers.prod]\nurl = \"https://api.cloudagent.chat\"\nnot_a_key = 1\n";
+    home.write_config(broken);
+    let out = run(
+        &home,
+        &["login", "--server", &backend.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not valid, so it was not edited"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("not_a_key"), "{}", stderr(&out));
+    assert_eq!(backend.upgrade_count(), 0);
+    assert!(!key_path(&home).exists());
+    assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), broken);
+}

@@ -101,10 +101,7 @@ fn prepare(
         eprintln!("Error: --agent-id: {e}");
         2u8
     })?;
-    let file = edit::open(config_flag, &home).map_err(|e| {
-        eprintln!("Error: {e}");
-        1u8
-    })?;
+    let file = edit::open_or_fail(config_flag, &home)?;
     edit::require_profile(&file, &home, &profile)?;
     Ok((profile, home, id, file))
 }

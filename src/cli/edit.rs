@@ -28,6 +28,28 @@ pub fn open(config_flag: Option<&Path>, home: &Home) -> Result<ConfigFile, Strin
     ConfigFile::open(&config::resolve_path(config_flag, home))
 }
 
+/// The config file an edit goes to, or exit 1 having said why.
+pub fn open_or_fail(config_flag: Option<&Path>, home: &Home) -> Result<ConfigFile, u8> {
+    open(config_flag, home).map_err(|e| {
+        eprintln!("Error: {e}");
+        1
+    })
+}
+
+/// The edited file as a config, or exit 1 having said why: checked before
+/// anything (a key file included) is written.
+pub fn check(file: &ConfigFile, home: &Home) -> Result<Desired, u8> {
+    let shown = display_path(&file.path, &home.home);
+    config::parse(&file.text(), file.path.clone(), home).map_err(|e| {
+        if config::parse(file.original(), file.path.clone(), home).is_err() {
+            eprintln!("Error: {shown} is not valid, so it was not edited; fix it first (`cloudagent-daemon plan` shows the same):\n{e}");
+        } else {
+            eprintln!("Error: the change would leave {shown} invalid, so it was not made:\n{e}");
+        }
+        1
+    })
+}
+
 pub fn context(home: &Home) -> Result<Context, String> {
     let exe = std::env::current_exe().map_err(|e| {
         format!("cannot find the path of this program (needed for the MCP config and service units): {e}")
@@ -82,10 +104,7 @@ pub fn write(
     plan: impl Fn(&Desired, &Context) -> reconcile::Plan,
 ) -> Result<(Desired, Context), Outcome> {
     let shown = display_path(&file.path, &home.home);
-    let desired = config::parse(&file.text(), file.path.clone(), home).map_err(|e| {
-        eprintln!("Error: the change would leave {shown} invalid, so it was not made:\n{e}");
-        Outcome::Failed
-    })?;
+    let desired = check(file, home).map_err(|_| Outcome::Failed)?;
     if file.changed() {
         print!("{}", file.diff(home));
     } else {

@@ -63,12 +63,9 @@ pub fn run(config_flag: Option<&Path>, args: &ImportArgs) -> u8 {
             return 2;
         }
     };
-    let mut file = match edit::open(config_flag, &home) {
+    let mut file = match edit::open_or_fail(config_flag, &home) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
+        Err(c) => return c,
     };
     let found = discover(&home, platform);
     if found.is_empty() {
@@ -97,6 +94,9 @@ pub fn run(config_flag: Option<&Path>, args: &ImportArgs) -> u8 {
                 failed = true;
             }
         }
+    }
+    if let Err(c) = edit::check(&file, &home) {
+        return c;
     }
     if !args.dry_run.dry_run {
         for (path, key) in &keys {

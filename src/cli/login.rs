@@ -69,6 +69,27 @@ pub fn run(config_flag: Option<&Path>, args: &LoginArgs) -> u8 {
     if args.insecure {
         eprintln!("⚠️  Insecure: TLS certificate verification disabled.");
     }
+    // The edit is made and checked first: a file that cannot take it is
+    // said before the backend is asked, and nothing is written.
+    let mut file = match edit::open_or_fail(config_flag, &home) {
+        Ok(f) => f,
+        Err(c) => return c,
+    };
+    let server = Server {
+        url: &url,
+        insecure: args.insecure,
+        allow_insecure_http: args.allow_insecure_http,
+    };
+    let key_file = match declare_profile(&mut file, &home, &profile, &server) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    if let Err(c) = edit::check(&file, &home) {
+        return c;
+    }
     let host_id = match verify(&url, &key, args.insecure, &home) {
         Ok(h) => h,
         Err(msg) => {
@@ -76,37 +97,8 @@ pub fn run(config_flag: Option<&Path>, args: &LoginArgs) -> u8 {
             return 1;
         }
     };
-    record(config_flag, &home, &profile, &url, &key, args, &host_id)
-}
-
-/// Write the key file and the model edit, then apply the profile.
-fn record(
-    config_flag: Option<&Path>,
-    home: &Home,
-    profile: &ProfileName,
-    url: &str,
-    key: &Secret,
-    args: &LoginArgs,
-    host_id: &str,
-) -> u8 {
-    let mut file = match edit::open(config_flag, home) {
-        Ok(f) => f,
-        Err(e) => return usage(&e),
-    };
-    let server = Server {
-        url,
-        insecure: args.insecure,
-        allow_insecure_http: args.allow_insecure_http,
-    };
-    let key_file = match declare_profile(&mut file, home, profile, &server) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
-    };
     if !args.dry_run.dry_run {
-        if let Err(e) = write_key(&key_file, key) {
+        if let Err(e) = write_key(&key_file, &key) {
             eprintln!("Error: cannot write the key to {}: {e}", key_file.display());
             return 1;
         }
@@ -115,7 +107,7 @@ fn record(
             fsutil::display_path(&key_file, &home.home)
         );
     }
-    let outcome = edit::commit(&file, home, profile, args.dry_run.dry_run);
+    let outcome = edit::commit(&file, &home, &profile, args.dry_run.dry_run);
     if let Outcome::Applied(_) = outcome {
         println!("Logged in. host_id={host_id} profile={profile}");
     } else {

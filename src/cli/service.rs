@@ -114,9 +114,9 @@ pub fn install(config_flag: Option<&Path>, args: &InstallArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(&e),
     };
-    let mut file = match edit::open(config_flag, &home) {
+    let mut file = match edit::open_or_fail(config_flag, &home) {
         Ok(f) => f,
-        Err(e) => return usage(&e),
+        Err(c) => return c,
     };
     let key_file = match &server {
         Some((url, _)) => {
@@ -140,6 +140,9 @@ pub fn install(config_flag: Option<&Path>, args: &InstallArgs) -> u8 {
     if let Err(e) = edit_profile(&mut file, &home, &profile, args, mode) {
         eprintln!("Error: {e}");
         return 1;
+    }
+    if let Err(c) = edit::check(&file, &home) {
+        return c;
     }
     let unit = platform.unit_path(&home, &profile);
     if unit.exists() {
@@ -266,9 +269,9 @@ pub fn uninstall(config_flag: Option<&Path>, args: &UninstallArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(&e),
     };
-    let mut file = match edit::open(config_flag, &home) {
+    let mut file = match edit::open_or_fail(config_flag, &home) {
         Ok(f) => f,
-        Err(e) => return usage(&e),
+        Err(c) => return c,
     };
     let removed = file.remove_table(&["profiles", profile.as_str(), "service"]);
     if !removed {

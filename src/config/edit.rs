@@ -80,6 +80,11 @@ impl ConfigFile {
         }
     }
 
+    /// The text as it was read (empty for a missing file).
+    pub fn original(&self) -> &str {
+        &self.original
+    }
+
     pub fn changed(&self) -> bool {
         self.text() != self.original
     }
