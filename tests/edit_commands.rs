@@ -764,3 +764,43 @@ async fn login_into_an_invalid_file_changes_nothing_and_asks_nothing() {
     assert!(!key_path(&home).exists());
     assert_eq!(fs::read_to_string(config_path(&home)).unwrap(), broken);
 }
+
+#[test]
+fn install_service_on_launchd_loads_the_agent_with_launchctl() {
+    let home = declared_home();
+    home.fake_bin(
+        "launchctl",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}/launchctl.log'\n",
+            home.path().display()
+        ),
+    );
+    let launchd = |args: &[&str]| {
+        home.cmd()
+            .env("CLOUDAGENT_SERVICE_PLATFORM", "launchd")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = launchd(&["install-service"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "✓ Installed macos service unit: ~/Library/LaunchAgents/chat.cloudagent.daemon.plist\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("loginctl"), "{}", stdout(&out));
+    let calls = fs::read_to_string(home.path().join("launchctl.log")).unwrap();
+    assert!(calls.contains("bootstrap gui/"), "{calls}");
+    let out = launchd(&["uninstall-service"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("✓ Uninstalled macos service (profile='default')"));
+    assert!(
+        !home
+            .path()
+            .join("Library/LaunchAgents/chat.cloudagent.daemon.plist")
+            .exists()
+    );
+}

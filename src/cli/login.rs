@@ -26,7 +26,7 @@ pub struct LoginArgs {
     /// The machine API key (sk_machine_…). Better left out: it is then
     /// asked for without echo on a terminal, or read from stdin, instead of
     /// showing up in the process list and shell history.
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Skip TLS certificate verification (self-signed development servers);
     /// recorded as insecure = true in the server's section.

@@ -28,7 +28,7 @@ pub struct InstallArgs {
     /// The machine API key (needs --server-url). Saved in the profile's
     /// 0600 key file, never in the unit. `login` asks for it without echo
     /// instead.
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Skip TLS certificate verification for the profile's server
     /// (insecure = true in its section).
