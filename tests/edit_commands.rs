@@ -804,3 +804,47 @@ fn install_service_on_launchd_loads_the_agent_with_launchctl() {
             .exists()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_to_a_server_without_websocket_checks_the_key_over_sse() {
+    use support::fake_sse::FakeSse;
+    let home = TestHome::new();
+    let sse = FakeSse::start().await;
+    let out = run(
+        &home,
+        &["login", "--server", &sse.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("checking the key with POST /v1/daemon/ready instead"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sse.ws_attempts(), 1);
+    let ready = sse.accepted("/v1/daemon/ready");
+    assert_eq!(ready.len(), 1);
+    assert!(ready[0]["runtimes"].is_array());
+    assert!(
+        stdout(&out).contains("Logged in. host_id="),
+        "{}",
+        stdout(&out)
+    );
+
+    let home = TestHome::new();
+    sse.fail_ready(401);
+    let out = run(
+        &home,
+        &["login", "--server", &sse.url()],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("Login failed: server rejected POST /v1/daemon/ready: HTTP 401"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!key_path(&home).exists());
+}

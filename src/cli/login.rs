@@ -211,16 +211,26 @@ fn verify(url: &str, key: &Secret, insecure: bool, home: &Home) -> Result<String
     let env: Vec<_> = std::env::vars_os().collect();
     rt.block_on(async {
         let runtimes = crate::runtime::detect::detect(&home.home, &env).await;
-        handshake::verify_key(url, key, insecure, runtimes).await
+        match handshake::verify_key(url, key, insecure, runtimes.clone()).await {
+            Err(Failure::NoWebSocket(why)) => {
+                eprintln!(
+                    "No WebSocket at this server ({why}); checking the key with POST /v1/daemon/ready instead (the SSE + POST transport)."
+                );
+                handshake::verify_key_sse(url, key, insecure, runtimes)
+                    .await
+                    .map_err(|f| explain(&f, "POST /v1/daemon/ready"))
+            }
+            other => other.map_err(|f| explain(&f, "WebSocket connection")),
+        }
     })
-    .map_err(|f| explain(&f))
 }
 
-/// The failure and the original's troubleshooting hint for it.
-fn explain(f: &Failure) -> String {
+/// The failure and the original's troubleshooting hint for it; `what`
+/// names the request that was refused.
+fn explain(f: &Failure, what: &str) -> String {
     match f {
         Failure::Auth(ConnectError::Auth(code)) => format!(
-            "server rejected WebSocket connection: HTTP {code}\n  The sk_machine_ key was revoked or mistyped: create a new one in the cloudagent UI (host machine settings) and log in again."
+            "server rejected {what}: HTTP {code}\n  The sk_machine_ key was revoked or mistyped: create a new one in the cloudagent UI (host machine settings) and log in again."
         ),
         Failure::Auth(e) => e.to_string(),
         Failure::NoWebSocket(e) => format!(

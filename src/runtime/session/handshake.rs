@@ -167,6 +167,26 @@ pub async fn verify_key(
     Ok(host_id)
 }
 
+/// `login`'s check against a server without WebSocket: `POST
+/// /v1/daemon/ready` with the same full `ready` the WebSocket check sends
+/// (what the daemon's first SSE session sends anyway); no stream is opened
+/// and nothing is acknowledged. Returns the host id.
+pub async fn verify_key_sse(
+    server_url: &str,
+    key: &crate::config::Secret,
+    insecure: bool,
+    runtimes: Vec<Runtime>,
+) -> Result<String, Failure> {
+    let client = sse::Client::new(server_url, key, insecure)?;
+    let answer = sse::ready(&client, &Ready::new(runtimes, None)).await?;
+    if answer.host_id.is_empty() {
+        return Err(Failure::Other(
+            "the server's answer to POST /v1/daemon/ready has no host_id".into(),
+        ));
+    }
+    Ok(answer.host_id)
+}
+
 fn kind(frame: &Inbound) -> String {
     match frame {
         Inbound::Hello { .. } => "hello".into(),
