@@ -75,26 +75,7 @@ pub fn run(config_flag: Option<&Path>, args: &ImportArgs) -> u8 {
         );
         return 0;
     }
-    let mut failed = false;
-    let mut keys = Vec::new();
-    for (profile, f) in &found {
-        if file.has_table(&["profiles", profile.as_str()]) {
-            println!(
-                "profile '{profile}': already declared in {}; left as it is.",
-                display_path(&file.path, &home.home)
-            );
-            continue;
-        }
-        let imported = settings(f, args.allow_insecure_http)
-            .and_then(|i| declare(&mut file, &home, profile, &i).map(|k| (k, i.key)));
-        match imported {
-            Ok(key) => keys.push(key),
-            Err(e) => {
-                eprintln!("Error: profile '{profile}': {e}");
-                failed = true;
-            }
-        }
-    }
+    let (keys, failed) = declare_all(&mut file, &home, &found, args.allow_insecure_http);
     if let Err(c) = edit::check(&file, &home) {
         return c;
     }
@@ -106,10 +87,46 @@ pub fn run(config_flag: Option<&Path>, args: &ImportArgs) -> u8 {
             }
         }
     }
+    finish(&file, &home, args.dry_run.dry_run, failed)
+}
+
+/// Declare every profile the file does not have yet. Returns the key
+/// files to write and whether a profile could not be imported.
+fn declare_all(
+    file: &mut ConfigFile,
+    home: &Home,
+    found: &BTreeMap<ProfileName, Found>,
+    allow_http: bool,
+) -> (Vec<(PathBuf, Secret)>, bool) {
+    let mut failed = false;
+    let mut keys = Vec::new();
+    for (profile, f) in found {
+        if file.has_table(&["profiles", profile.as_str()]) {
+            println!(
+                "profile '{profile}': already declared in {}; left as it is.",
+                display_path(&file.path, &home.home)
+            );
+            continue;
+        }
+        let imported = settings(f, allow_http)
+            .and_then(|i| declare(file, home, profile, &i).map(|k| (k, i.key)));
+        match imported {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                eprintln!("Error: profile '{profile}': {e}");
+                failed = true;
+            }
+        }
+    }
+    (keys, failed)
+}
+
+/// Write the file (or show it, or the snippet) and print the whole plan.
+fn finish(file: &ConfigFile, home: &Home, dry_run: bool, failed: bool) -> u8 {
     let plan = |d: &crate::config::Desired, ctx: &crate::reconcile::Context| {
         crate::reconcile::plan_for(d, ctx).1
     };
-    match edit::write(&file, &home, args.dry_run.dry_run, plan) {
+    match edit::write(file, home, dry_run, plan) {
         Ok((desired, ctx)) => {
             let (_, p) = crate::reconcile::plan_for(&desired, &ctx);
             print!(
@@ -126,7 +143,8 @@ pub fn run(config_flag: Option<&Path>, args: &ImportArgs) -> u8 {
     }
 }
 
-/// The original's profiles: every `config.json` (PROTOCOL §6.6 paths) and
+/// The original's profiles: every `config.json` (docs/PROTOCOL.md, "Files
+/// on disk") and
 /// every unit of this platform's service manager with its name.
 fn discover(home: &Home, platform: Platform) -> BTreeMap<ProfileName, Found> {
     let mut names = vec![ProfileName::default_profile()];

@@ -50,46 +50,24 @@ pub fn run(config_flag: Option<&Path>, args: &LoginArgs) -> u8 {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let url = match server_url::normalize(&args.server) {
-        Ok(u) => u,
-        Err(e) => return usage(&e),
+    let (url, key) = match inputs(args) {
+        Ok(x) => x,
+        Err(c) => return c,
     };
-    if let Err(e) =
-        server_url::check_cleartext(&url, args.allow_insecure_http, "pass --allow-insecure-http")
-    {
-        return usage(&e);
-    }
-    let key = match read_key(args.api_key.as_deref()) {
-        Ok(k) => k,
-        Err(e) => return usage(&e),
-    };
-    if !key.expose().starts_with("sk_machine_") {
-        return usage("api_key must start with sk_machine_");
-    }
     if args.insecure {
         eprintln!("⚠️  Insecure: TLS certificate verification disabled.");
     }
     // The edit is made and checked first: a file that cannot take it is
     // said before the backend is asked, and nothing is written.
-    let mut file = match edit::open_or_fail(config_flag, &home) {
-        Ok(f) => f,
-        Err(c) => return c,
-    };
     let server = Server {
         url: &url,
         insecure: args.insecure,
         allow_insecure_http: args.allow_insecure_http,
     };
-    let key_file = match declare_profile(&mut file, &home, &profile, &server) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
+    let (file, key_file) = match prepared_edit(config_flag, &home, &profile, &server) {
+        Ok(x) => x,
+        Err(c) => return c,
     };
-    if let Err(c) = edit::check(&file, &home) {
-        return c;
-    }
     let host_id = match verify(&url, &key, args.insecure, &home) {
         Ok(h) => h,
         Err(msg) => {
@@ -97,15 +75,10 @@ pub fn run(config_flag: Option<&Path>, args: &LoginArgs) -> u8 {
             return 1;
         }
     };
-    if !args.dry_run.dry_run {
-        if let Err(e) = write_key(&key_file, &key) {
-            eprintln!("Error: cannot write the key to {}: {e}", key_file.display());
-            return 1;
-        }
-        println!(
-            "Key saved in {} (mode 0600).",
-            fsutil::display_path(&key_file, &home.home)
-        );
+    if !args.dry_run.dry_run
+        && let Err(c) = save_key(&key_file, &key, &home)
+    {
+        return c;
     }
     let outcome = edit::commit(&file, &home, &profile, args.dry_run.dry_run);
     if let Outcome::Applied(_) = outcome {
@@ -114,6 +87,48 @@ pub fn run(config_flag: Option<&Path>, args: &LoginArgs) -> u8 {
         println!("Key verified: host_id={host_id} profile={profile}");
     }
     outcome.code()
+}
+
+/// The normalised URL and the key; exit 2 on bad input.
+fn inputs(args: &LoginArgs) -> Result<(String, Secret), u8> {
+    let url = server_url::normalize(&args.server).map_err(|e| usage(&e))?;
+    server_url::check_cleartext(&url, args.allow_insecure_http, "pass --allow-insecure-http")
+        .map_err(|e| usage(&e))?;
+    let key = read_key(args.api_key.as_deref()).map_err(|e| usage(&e))?;
+    if !key.expose().starts_with("sk_machine_") {
+        return Err(usage("api_key must start with sk_machine_"));
+    }
+    Ok((url, key))
+}
+
+/// The config file with the profile declared, checked; and its key file.
+fn prepared_edit(
+    config_flag: Option<&Path>,
+    home: &Home,
+    profile: &ProfileName,
+    server: &Server,
+) -> Result<(crate::config::edit::ConfigFile, PathBuf), u8> {
+    let mut file = edit::open_or_fail(config_flag, home)?;
+    let key_file = declare_profile(&mut file, home, profile, server).map_err(|e| {
+        eprintln!("Error: {e}");
+        1u8
+    })?;
+    edit::check(&file, home)?;
+    Ok((file, key_file))
+}
+
+/// Write the key file and say where it is; exit 1 when it cannot be
+/// written.
+pub fn save_key(path: &Path, key: &Secret, home: &Home) -> Result<(), u8> {
+    write_key(path, key).map_err(|e| {
+        eprintln!("Error: cannot write the key to {}: {e}", path.display());
+        1u8
+    })?;
+    println!(
+        "Key saved in {} (mode 0600).",
+        fsutil::display_path(path, &home.home)
+    );
+    Ok(())
 }
 
 /// A server as the command line gives it.

@@ -114,36 +114,10 @@ pub fn install(config_flag: Option<&Path>, args: &InstallArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(&e),
     };
-    let mut file = match edit::open_or_fail(config_flag, &home) {
-        Ok(f) => f,
+    let (file, key_file) = match edited(config_flag, &home, &profile, args, server.as_ref(), mode) {
+        Ok(x) => x,
         Err(c) => return c,
     };
-    let key_file = match &server {
-        Some((url, _)) => {
-            let s = Server {
-                url,
-                insecure: args.insecure,
-                allow_insecure_http: args.allow_insecure_http,
-            };
-            match login::declare_profile(&mut file, &home, &profile, &s) {
-                Ok(k) => Some(k),
-                Err(e) => return usage(&e),
-            }
-        }
-        None => {
-            if let Err(c) = edit::require_profile(&file, &home, &profile) {
-                return c;
-            }
-            None
-        }
-    };
-    if let Err(e) = edit_profile(&mut file, &home, &profile, args, mode) {
-        eprintln!("Error: {e}");
-        return 1;
-    }
-    if let Err(c) = edit::check(&file, &home) {
-        return c;
-    }
     let unit = platform.unit_path(&home, &profile);
     if unit.exists() {
         println!(
@@ -154,15 +128,10 @@ pub fn install(config_flag: Option<&Path>, args: &InstallArgs) -> u8 {
             }
         );
     }
-    if let (Some(path), Some((_, key)), false) = (&key_file, &server, args.dry_run.dry_run) {
-        if let Err(e) = login::write_key(path, key) {
-            eprintln!("Error: cannot write the key to {}: {e}", path.display());
-            return 1;
-        }
-        println!(
-            "Key saved in {} (mode 0600).",
-            display_path(path, &home.home)
-        );
+    if let (Some(path), Some((_, key)), false) = (&key_file, &server, args.dry_run.dry_run)
+        && let Err(c) = login::save_key(path, key, &home)
+    {
+        return c;
     }
     let outcome = edit::commit(&file, &home, &profile, args.dry_run.dry_run);
     if let Outcome::Applied(0) = outcome
@@ -187,6 +156,39 @@ fn installed(home: &Home, profile: &ProfileName, unit: &Path) -> bool {
         crate::reconcile::inventory::Inventory::read(&file),
         Ok(Some(inv)) if inv.service.as_ref().is_some_and(|s| s.path == unit)
     )
+}
+
+/// The config file with the whole edit made and checked, and the key
+/// file when a key was given.
+fn edited(
+    config_flag: Option<&Path>,
+    home: &Home,
+    profile: &ProfileName,
+    args: &InstallArgs,
+    server: Option<&(String, Secret)>,
+    mode: Option<PermissionMode>,
+) -> Result<(crate::config::edit::ConfigFile, Option<PathBuf>), u8> {
+    let mut file = edit::open_or_fail(config_flag, home)?;
+    let key_file = match server {
+        Some((url, _)) => {
+            let s = Server {
+                url,
+                insecure: args.insecure,
+                allow_insecure_http: args.allow_insecure_http,
+            };
+            Some(login::declare_profile(&mut file, home, profile, &s).map_err(|e| usage(&e))?)
+        }
+        None => {
+            edit::require_profile(&file, home, profile)?;
+            None
+        }
+    };
+    edit_profile(&mut file, home, profile, args, mode).map_err(|e| {
+        eprintln!("Error: {e}");
+        1u8
+    })?;
+    edit::check(&file, home)?;
+    Ok((file, key_file))
 }
 
 /// The service section, and the profile keys given on the command line.
