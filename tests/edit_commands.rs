@@ -160,7 +160,8 @@ api_key_file = "~/.config/cloudagent/fr.key"   # from the vault
 async fn login_into_a_commented_file_keeps_every_comment() {
     let home = TestHome::new();
     let backend = FakeBackend::start().await;
-    home.write_config(COMMENTED);
+    let file = home.write_config(COMMENTED);
+    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let out = run(
         &home,
         &["login", "--server", &backend.url()],
@@ -168,6 +169,7 @@ async fn login_into_a_commented_file_keeps_every_comment() {
     )
     .await;
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(mode(&file), 0o640, "the file keeps its mode");
     let text = fs::read_to_string(config_path(&home)).unwrap();
     // Every line of the original, in order; the new server after the
     // servers, the new profile after the profiles.
