@@ -1,12 +1,18 @@
 //! Command line: clap definitions and dispatch. Each command lives in its
 //! own file and returns an exit code.
 
+mod agent;
 mod bridge;
 mod completions;
 mod doctor;
+mod edit;
+mod import;
+mod login;
 mod profile;
+mod profiles;
 mod reconcile;
 mod schema;
+mod service;
 mod start;
 mod status;
 mod status_render;
@@ -93,6 +99,37 @@ pub enum Command {
     /// the daemon). Not for interactive use.
     #[command(hide = true)]
     WakeSupervisor(supervisor::SupervisorArgs),
+    /// Check a machine API key with the backend, save it in a 0600 key
+    /// file and declare the profile and its server in cloudagent.toml, then
+    /// apply the profile. `start` then needs no flags.
+    ///
+    /// The key is asked for without echo on a terminal (or read from
+    /// stdin). Exit 1 with `Login failed: …` when the backend refuses it.
+    Login(login::LoginArgs),
+    /// Declare, remove or list a profile's agents (edits cloudagent.toml,
+    /// then applies the profile).
+    Agent {
+        #[command(subcommand)]
+        command: agent::AgentCommand,
+    },
+    /// Run the profile's daemon as a user service (systemd user unit on
+    /// Linux, launchd agent on macOS; restarted on crash, started at
+    /// login): adds [profiles.P.service] to cloudagent.toml, with the
+    /// server, key, permission mode and workspace root when given, then
+    /// applies the profile.
+    InstallService(service::InstallArgs),
+    /// Stop and remove the profile's service unit: removes
+    /// [profiles.P.service] from cloudagent.toml, then applies the profile.
+    UninstallService(service::UninstallArgs),
+    /// List the profiles on this machine (declared in cloudagent.toml or
+    /// installed by the original daemon) with their server, host id and
+    /// whether their daemon runs.
+    ListProfiles(profiles::ListProfilesArgs),
+    /// Turn an install of the original Python daemon (config.json of each
+    /// profile, claude_permission_mode, service units holding --api-key)
+    /// into cloudagent.toml plus 0600 key files, then show the plan.
+    /// Changes nothing else: run `apply` next.
+    Import(import::ImportArgs),
 }
 
 /// ` --profile NAME` for messages, empty for the default profile.
@@ -121,6 +158,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema => schema::run(),
         Command::McpBridge(args) => bridge::run(&args),
         Command::WakeSupervisor(args) => supervisor::run(&args),
+        Command::Login(args) => login::run(cli.config.as_deref(), &args),
+        Command::Agent { command } => agent::run(cli.config.as_deref(), &command),
+        Command::InstallService(args) => service::install(cli.config.as_deref(), &args),
+        Command::UninstallService(args) => service::uninstall(cli.config.as_deref(), &args),
+        Command::ListProfiles(args) => profiles::run(cli.config.as_deref(), &args),
+        Command::Import(args) => import::run(cli.config.as_deref(), &args),
     };
     ExitCode::from(code)
 }

@@ -92,6 +92,8 @@ pub struct Profile {
     pub max_server_agents: u32,
     /// Where the profile's metrics are also served over TCP.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Over `[daemon] permission_mode` when set.
+    pub permission_mode: Option<PermissionMode>,
     /// Present when the profile's service unit should be installed.
     pub service: Option<ServiceSettings>,
     pub agents: BTreeMap<AgentId, Agent>,
@@ -366,6 +368,7 @@ impl Validator<'_, '_> {
             allowed_workdirs,
             max_server_agents,
             metrics_listen,
+            permission_mode: rp.permission_mode,
             service,
             agents,
         })

@@ -2,6 +2,7 @@
 //! `Desired` (validated).
 
 pub mod desired;
+pub mod edit;
 pub mod error;
 pub mod locate;
 pub mod mask;

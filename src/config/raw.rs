@@ -227,6 +227,11 @@ pub struct RawProfile {
     /// should scrape it (there is no authentication). Two profiles cannot
     /// share a port.
     pub metrics_listen: Option<String>,
+    /// claude's `--permission-mode` for this profile's daemon, over
+    /// `[daemon] permission_mode` (the original daemon's per-profile
+    /// `claude_permission_mode`; `install-service --permission-mode` sets
+    /// it). Default: the `[daemon]` value.
+    pub permission_mode: Option<PermissionMode>,
     /// Run this profile's daemon as a user service (systemd user unit on
     /// Linux, launchd agent on macOS). Remove the section to uninstall.
     pub service: Option<RawService>,

@@ -44,7 +44,7 @@ pub fn check_cleartext(url: &str, allowed: bool, opt_in: &str) -> Result<(), Str
 
 /// The host of `host[:port][/path]`, without user info, port or the
 /// brackets of an IPv6 literal.
-fn host_of(authority_and_path: &str) -> &str {
+pub fn host_of(authority_and_path: &str) -> &str {
     let end = authority_and_path
         .find(['/', '?', '#'])
         .unwrap_or(authority_and_path.len());
@@ -57,7 +57,7 @@ fn host_of(authority_and_path: &str) -> &str {
 }
 
 /// localhost, 127.0.0.0/8 and ::1 (also as an IPv4-mapped address).
-fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }

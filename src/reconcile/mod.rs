@@ -113,6 +113,19 @@ pub fn apply_profile(
     Ok((plan, report))
 }
 
+/// One profile as `apply` would handle it, service unit included, other
+/// profiles left alone: what a command that edited this profile in the
+/// file runs next.
+pub fn plan_one_profile(
+    desired: &Desired,
+    ctx: &Context,
+    profile: &crate::paths::ProfileName,
+) -> Plan {
+    let target = target::build_scoped(desired, ctx, target::Scope::Profile(profile));
+    let observed = observe::observe(&target, &ctx.home, false);
+    plan::plan(&target, &observed)
+}
+
 /// Target, observation and plan in one call: what `plan` and `apply` run.
 pub fn plan_for(desired: &Desired, ctx: &Context) -> (Target, Plan) {
     let target = target::build(desired, ctx);

@@ -69,8 +69,9 @@ pub enum Scope<'a> {
     /// One profile's directories and agents, never its service unit (a
     /// running daemon reconciling itself).
     Local(&'a ProfileName),
-    /// One profile with its service unit, no other profile: what the
-    /// running daemon compares (never applies) to show unit drift.
+    /// One profile with its service unit, other profiles untouched: what
+    /// a command that edited this profile applies, and what the running
+    /// daemon compares (never applies) to show unit drift.
     Profile(&'a ProfileName),
 }
 

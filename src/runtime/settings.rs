@@ -216,7 +216,7 @@ impl Settings {
             SecretRef::Inline(_) => {}
         }
         s.claude_binary = desired.daemon.claude_binary.clone();
-        s.permission_mode = desired.daemon.permission_mode;
+        s.permission_mode = p.permission_mode.unwrap_or(desired.daemon.permission_mode);
         s.max_concurrent_wakes = desired.daemon.max_concurrent_wakes;
         s.wake_timeout = desired.daemon.wake_timeout;
         s.resync = desired.daemon.resync;
@@ -303,4 +303,30 @@ impl Settings {
 /// changed since settings were loaded from it.
 pub fn file_digest(path: &std::path::Path) -> Option<u64> {
     std::fs::read(path).ok().map(|b| crate::config::digest(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_permission_mode_wins_over_the_daemon_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::for_tests(dir.path());
+        let key = dir.path().join("k");
+        std::fs::write(&key, "sk_machine_x\n").unwrap();
+        let text = format!(
+            "[daemon]\npermission_mode = \"plan\"\n[servers.s]\nurl = \"https://a.b\"\n[profiles.default]\nserver = \"s\"\napi_key_file = \"{k}\"\npermission_mode = \"acceptEdits\"\n[profiles.fr]\nserver = \"s\"\napi_key_file = \"{k}\"\n",
+            k = key.display()
+        );
+        let d = crate::config::parse(&text, dir.path().join("c.toml"), &home).unwrap();
+        let mode = |p: &str| {
+            let name = ProfileName::parse(p).unwrap();
+            Settings::from_desired(&d, &name, home.clone(), "/bin/x".into())
+                .unwrap()
+                .permission_mode
+        };
+        assert_eq!(mode("default"), PermissionMode::AcceptEdits);
+        assert_eq!(mode("fr"), PermissionMode::Plan);
+    }
 }

@@ -3,6 +3,7 @@
 //! command line tool, so tests can put a fake `systemctl` on PATH).
 
 pub mod launchd;
+pub mod legacy;
 pub mod manager;
 pub mod systemd;
 

@@ -158,6 +158,30 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// What to do when `systemctl --user` could not load the unit: usually no
+/// user session (ssh without lingering, a container).
+pub const NO_USER_SESSION: &str = "The unit file is written but systemd could not load it: `systemctl --user` needs a user session (none over ssh without lingering, nor in most containers). Enable lingering with `loginctl enable-linger $USER`, log in again, then run `cloudagent-daemon apply`.";
+
+/// A note when lingering is off for this user: the user manager, and the
+/// daemon with it, then stops at logout and does not start at boot.
+/// Nothing when it is on or cannot be told (no loginctl).
+pub fn linger_note() -> Option<String> {
+    let uid = rustix::process::getuid().as_raw().to_string();
+    let out = std::process::Command::new("loginctl")
+        .args(["show-user", &uid, "--property=Linger", "--value"])
+        .output()
+        .ok()?;
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        return Some(
+            "Note: systemd-logind has no session for this user, so the user service manager may not run when you are logged out. Fix: `loginctl enable-linger $USER`.".into(),
+        );
+    }
+    (value == "no").then(|| {
+        "Note: lingering is off for this user: the daemon stops when you log out and does not start at boot. Fix: `loginctl enable-linger $USER`.".into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

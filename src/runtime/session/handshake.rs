@@ -105,11 +105,15 @@ pub async fn ws_greeting<S: AsyncRead + AsyncWrite + Unpin>(
 /// The server speaks first; one that never does is not waited for forever
 /// (the original hung).
 async fn hello<R: FrameReader>(reader: &mut R, shared: &Arc<Shared>) -> Result<String, Failure> {
-    let limit: Duration = shared.timing.hello_timeout;
-    let first = tokio::select! {
-        r = tokio::time::timeout(limit, reader.next()) => r,
-        () = shared.cancel.cancelled() => return Err(Failure::Shutdown),
-    };
+    tokio::select! {
+        r = first_hello(reader, shared.timing.hello_timeout) => r,
+        () = shared.cancel.cancelled() => Err(Failure::Shutdown),
+    }
+}
+
+/// The host id from the server's first frame, which must be `hello`.
+async fn first_hello<R: FrameReader>(reader: &mut R, limit: Duration) -> Result<String, Failure> {
+    let first = tokio::time::timeout(limit, reader.next()).await;
     let text = match first {
         Err(_) => return Err(Failure::Other(format!("no hello within {limit:?}"))),
         Ok(Event::TooLarge { size, max }) => {
@@ -137,6 +141,56 @@ async fn hello<R: FrameReader>(reader: &mut R, shared: &Arc<Shared>) -> Result<S
             "expected hello frame, got an invalid one: {e}"
         ))),
     }
+}
+
+/// `login`'s check of a key (PROTOCOL §2.9 of the original, kept): open
+/// the WebSocket with it, read `hello`, send a full `ready` (runtimes
+/// detected, no workspace root), close with 1000. Returns the host id.
+/// Nothing is resumed, so no message is delivered to this session.
+pub async fn verify_key(
+    server_url: &str,
+    key: &crate::config::Secret,
+    insecure: bool,
+    runtimes: Vec<Runtime>,
+) -> Result<String, Failure> {
+    const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+    let url = ws::url(server_url);
+    let max_frame = crate::config::desired::DEFAULT_MAX_FRAME_MIB as usize * 1024 * 1024;
+    let (mut reader, mut writer) = ws::connect(&url, key, insecure, max_frame).await?;
+    let host_id = first_hello(&mut reader, HELLO_TIMEOUT).await?;
+    writer
+        .send_text(Ready::new(runtimes, None).envelope())
+        .await
+        .map_err(|e| Failure::Other(format!("sending ready failed: {e}")))?;
+    use crate::runtime::transport::FrameWriter;
+    // A login queues nothing: an empty outbox for the close.
+    writer
+        .close(
+            "login",
+            &crate::runtime::delivery::outbox::Outbox::default(),
+        )
+        .await;
+    Ok(host_id)
+}
+
+/// `login`'s check against a server without WebSocket: `POST
+/// /v1/daemon/ready` with the same full `ready` the WebSocket check sends
+/// (what the daemon's first SSE session sends anyway); no stream is opened
+/// and nothing is acknowledged. Returns the host id.
+pub async fn verify_key_sse(
+    server_url: &str,
+    key: &crate::config::Secret,
+    insecure: bool,
+    runtimes: Vec<Runtime>,
+) -> Result<String, Failure> {
+    let client = sse::Client::new(server_url, key, insecure)?;
+    let answer = sse::ready(&client, &Ready::new(runtimes, None)).await?;
+    if answer.host_id.is_empty() {
+        return Err(Failure::Other(
+            "the server's answer to POST /v1/daemon/ready has no host_id".into(),
+        ));
+    }
+    Ok(answer.host_id)
 }
 
 fn kind(frame: &Inbound) -> String {
