@@ -21,6 +21,9 @@
 #[path = "support/backend.rs"]
 #[allow(dead_code)]
 mod backend;
+#[path = "support/sse_backend.rs"]
+#[allow(dead_code)]
+mod sse_backend;
 #[path = "support/stats.rs"]
 mod stats;
 

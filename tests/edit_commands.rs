@@ -809,9 +809,11 @@ fn install_service_on_launchd_loads_the_agent_with_launchctl() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_to_a_server_without_websocket_checks_the_key_over_sse() {
-    use support::fake_sse::FakeSse;
+    use support::fake_backend::FakeBackend;
     let home = TestHome::new();
-    let sse = FakeSse::start().await;
+    let sse = FakeBackend::start().await;
+    // A backend or proxy without WebSocket: every upgrade gets 404.
+    sse.set_ws_path("/not-here");
     let out = run(
         &home,
         &["login", "--server", &sse.url()],
@@ -824,8 +826,14 @@ async fn login_to_a_server_without_websocket_checks_the_key_over_sse() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(sse.ws_attempts(), 1);
-    let ready = sse.accepted("/v1/daemon/ready");
+    let ws: Vec<u16> = sse
+        .upgrades()
+        .iter()
+        .filter(|u| u.path == "/v1/daemon/ws")
+        .map(|u| u.status)
+        .collect();
+    assert_eq!(ws, [404]);
+    let ready = sse.accepted_posts("/v1/daemon/ready");
     assert_eq!(ready.len(), 1);
     assert!(ready[0]["runtimes"].is_array());
     assert!(
@@ -835,7 +843,7 @@ async fn login_to_a_server_without_websocket_checks_the_key_over_sse() {
     );
 
     let home = TestHome::new();
-    sse.fail_ready(401);
+    sse.fail_post("/v1/daemon/ready", 401);
     let out = run(
         &home,
         &["login", "--server", &sse.url()],
