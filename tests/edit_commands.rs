@@ -591,8 +591,9 @@ fn install_service_does_not_claim_a_unit_it_did_not_write() {
         .path()
         .join(".config/systemd/user/cloudagent-daemon.service");
     fs::create_dir_all(unit.parent().unwrap()).unwrap();
-    let foreign =
-        "[Service]\nExecStart=/usr/local/bin/cloudagent-daemon start --api-key sk_machine_old\n";
+    // Someone else's unit (the original daemon's own is adopted instead:
+    // tests/reconcile_adopt.rs).
+    let foreign = "[Service]\nExecStart=/opt/ops/bin/run-cloudagent --managed-by ops\n";
     fs::write(&unit, foreign).unwrap();
     let out = sync_run(&home, &["install-service"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
