@@ -165,17 +165,7 @@ pub fn apply_profile(desired: &Desired, ctx: &Context, profile: &ProfileName) ->
         println!("{}", shown(line));
     }
     if plan.has_changes() {
-        println!(
-            "\nApply {}: {} added, {} changed, {} removed.",
-            if report.errors.is_empty() {
-                "complete"
-            } else {
-                "incomplete"
-            },
-            report.added,
-            report.changed,
-            report.removed
-        );
+        println!("\n{}", report.summary());
     }
     for e in &report.errors {
         eprintln!("error: {}", shown(e));

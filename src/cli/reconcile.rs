@@ -124,18 +124,7 @@ pub fn apply(config_flag: Option<&Path>, args: &ApplyArgs) -> u8 {
         for line in &report.done {
             let _ = writeln!(log, "{}", shown(line));
         }
-        let _ = writeln!(
-            log,
-            "\nApply {}: {} added, {} changed, {} removed.",
-            if report.errors.is_empty() {
-                "complete"
-            } else {
-                "incomplete"
-            },
-            report.added,
-            report.changed,
-            report.removed
-        );
+        let _ = writeln!(log, "\n{}", report.summary());
     }
     for e in &report.errors {
         eprintln!("error: {}", shown(e));

@@ -26,6 +26,22 @@ pub struct Report {
     pub removed: usize,
 }
 
+impl Report {
+    /// `Apply complete: 1 added, 0 changed, 0 removed.` (or `incomplete`
+    /// when a change failed).
+    pub fn summary(&self) -> String {
+        let how = if self.errors.is_empty() {
+            "complete"
+        } else {
+            "incomplete"
+        };
+        format!(
+            "Apply {how}: {} added, {} changed, {} removed.",
+            self.added, self.changed, self.removed
+        )
+    }
+}
+
 pub fn apply(plan: &Plan, manager: &dyn ServiceManager, now: DateTime<Utc>) -> Report {
     let mut report = Report::default();
     let mut effects: BTreeMap<ProfileName, Vec<Effect>> = BTreeMap::new();
