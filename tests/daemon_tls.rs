@@ -1,11 +1,15 @@
-//! The real daemon binary against a TLS WebSocket backend (wss://) whose
-//! certificate comes from a CA made by the test: not trusted (the daemon
-//! reports a certificate problem and keeps retrying), trusted through
-//! `SSL_CERT_FILE` (full verification succeeds), and `insecure = true`
-//! (no verification, the handshake succeeds).
+//! The real daemon binary against a TLS backend whose certificate comes
+//! from a CA made by the test, over each transport (WebSocket `wss://` and
+//! SSE + POST `https://`): not trusted (the daemon reports a certificate
+//! problem and keeps retrying), trusted through `SSL_CERT_FILE` (full
+//! verification succeeds, a deliver is acked and its wake reported), and
+//! `insecure = true` (no verification, the same session works).
 //!
-//! The server listens on 127.0.0.1:0 and is given to the daemon as
-//! `https://localhost:PORT`, so the leaf's SAN `DNS:localhost` matches.
+//! The TLS side is a terminator in front of the usual fake backend (which
+//! speaks both transports on one port): it completes the TLS handshake
+//! with the test PKI's leaf and relays the plain bytes. It listens on
+//! 127.0.0.1:0 and is given to the daemon as `https://localhost:PORT`, so
+//! the leaf's SAN `DNS:localhost` matches.
 
 mod support;
 
@@ -14,26 +18,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
 use support::TestHome;
 use support::daemon::{Daemon, DaemonConfig};
-use support::fake_backend::{WS_PATH, frame_type, now_ts};
+use support::fake_backend::{DEFAULT_HOST_ID, FakeBackend, deliver, frame_type};
+use support::fake_claude::FakeClaude;
+use support::scenario::Transport;
 
 const T: Duration = Duration::from_secs(20);
 const TIMING: &str = "backoff_base_ms=100,backoff_max_ms=500";
+
+over_both_transports!(
+    untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying,
+    ca_trusted_through_ssl_cert_file_verifies_and_a_deliver_round_trips,
+    insecure_server_skips_verification_and_a_deliver_round_trips,
+);
 
 // ──────────────────────────────────────────────────────────────── PKI ──
 
@@ -73,28 +82,18 @@ fn make_pki() -> Pki {
 
 // ─────────────────────────────────────────────────────────── server ──
 
-/// What the TLS backend has seen so far.
-#[derive(Clone, Debug, Default)]
-struct Seen {
-    /// TLS handshakes that failed, with the server-side error.
-    tls_failures: Vec<String>,
-    /// WebSocket upgrades completed (request path of each).
-    upgrades: Vec<String>,
-    /// Text frames received from the daemon, parsed.
-    frames: Vec<Value>,
-}
-
-/// A wss:// backend: TLS with the test PKI's leaf, then the WebSocket
-/// upgrade, a `hello`, and every frame the daemon sends recorded. Stops
-/// (with all its connections) when dropped.
-struct TlsBackend {
+/// TLS in front of a plain backend: every accepted connection is
+/// TLS-handshaken with the test PKI's leaf, then relayed byte for byte to
+/// `backend`. Failed handshakes are counted with the server-side error.
+/// Stops (with all its connections) when dropped.
+struct TlsFront {
     addr: SocketAddr,
-    seen: watch::Sender<Seen>,
+    failures: watch::Sender<Vec<String>>,
     task: JoinHandle<()>,
 }
 
-impl TlsBackend {
-    async fn start(pki: &Pki) -> Self {
+impl TlsFront {
+    async fn start(pki: &Pki, backend: SocketAddr) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(pki.leaf_key_der.clone()));
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -106,9 +105,13 @@ impl TlsBackend {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (seen, _) = watch::channel(Seen::default());
-        let task = tokio::spawn(accept_loop(listener, acceptor, seen.clone()));
-        Self { addr, seen, task }
+        let (failures, _) = watch::channel(Vec::new());
+        let task = tokio::spawn(accept_loop(listener, acceptor, backend, failures.clone()));
+        Self {
+            addr,
+            failures,
+            task,
+        }
     }
 
     /// The server URL for the daemon's config.
@@ -116,102 +119,104 @@ impl TlsBackend {
         format!("https://localhost:{}", self.addr.port())
     }
 
-    fn seen(&self) -> Seen {
-        self.seen.borrow().clone()
-    }
-
-    /// Wait until `pred` holds for what the server has seen.
-    async fn wait_for(&self, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
-        let mut rx = self.seen.subscribe();
-        match tokio::time::timeout(T, rx.wait_for(|s| pred(s))).await {
-            Ok(Ok(s)) => Some(s.clone()),
+    /// Wait until at least `n` TLS handshakes have failed.
+    async fn wait_failures(&self, n: usize) -> Option<Vec<String>> {
+        let mut rx = self.failures.subscribe();
+        match tokio::time::timeout(T, rx.wait_for(|f| f.len() >= n)).await {
+            Ok(Ok(f)) => Some(f.clone()),
             _ => None,
         }
     }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.borrow().clone()
+    }
 }
 
-impl Drop for TlsBackend {
+impl Drop for TlsFront {
     fn drop(&mut self) {
-        // Dropping the loop drops its JoinSet, which aborts the connections.
+        // Dropping the loop drops its JoinSet, which aborts the relays.
         self.task.abort();
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, seen: watch::Sender<Seen>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    backend: SocketAddr,
+    failures: watch::Sender<Vec<String>>,
+) {
     let mut conns = JoinSet::new();
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             return;
         };
-        conns.spawn(serve(tcp, acceptor.clone(), seen.clone()));
+        conns.spawn(relay(tcp, acceptor.clone(), backend, failures.clone()));
         // Reap finished connections so the set does not grow while the
         // daemon retries.
         while conns.try_join_next().is_some() {}
     }
 }
 
-async fn serve(tcp: tokio::net::TcpStream, acceptor: TlsAcceptor, seen: watch::Sender<Seen>) {
-    let tls = match acceptor.accept(tcp).await {
+async fn relay(
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    backend: SocketAddr,
+    failures: watch::Sender<Vec<String>>,
+) {
+    let mut tls = match acceptor.accept(tcp).await {
         Ok(tls) => tls,
         Err(e) => {
-            seen.send_modify(|s| s.tls_failures.push(e.to_string()));
+            failures.send_modify(|f| f.push(e.to_string()));
             return;
         }
     };
-    let mut path = String::new();
-    // The callback's signature is tungstenite's (its Err is a whole response).
-    #[allow(clippy::result_large_err)]
-    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        path = req.uri().path().to_string();
-        Ok(resp)
-    };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tls, callback).await else {
+    let Ok(mut plain) = TcpStream::connect(backend).await else {
         return;
     };
-    seen.send_modify(|s| s.upgrades.push(path));
-    let hello = json!({
-        "v": 1,
-        "type": "hello",
-        "id": "frm_x",
-        "ts": now_ts(),
-        "payload": {"host_id": "host_tls", "agents": []},
-    });
-    if ws.send(Message::text(hello.to_string())).await.is_err() {
-        return;
-    }
-    // Keep reading (answers WebSocket pings) until the daemon goes away.
-    while let Some(Ok(msg)) = ws.next().await {
-        if let Message::Text(t) = msg
-            && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
-        {
-            seen.send_modify(|s| s.frames.push(v));
-        }
-    }
+    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
 }
 
 // ──────────────────────────────────────────────────────────── cases ──
 
+/// Fields drop in order: the fake claude kills what its runs left behind
+/// while the home still names them.
 struct Case {
+    claude: FakeClaude,
+    front: TlsFront,
+    backend: FakeBackend,
     home: TestHome,
     pki: Pki,
-    backend: TlsBackend,
+    t: Transport,
 }
 
-/// A home whose config points at a fresh TLS backend; `insecure` adds
-/// `insecure = true` to the `[servers.test]` table.
-async fn setup(insecure: bool) -> Case {
+/// A home whose config points, over transport `t`, at a TLS front of a
+/// fresh fake backend; `insecure` adds `insecure = true` to the
+/// `[servers.test]` table.
+async fn setup(t: Transport, insecure: bool) -> Case {
     let home = TestHome::new();
     let pki = make_pki();
-    let backend = TlsBackend::start(&pki).await;
-    let url = backend.url();
-    let mut config = DaemonConfig::new(&url, &[]).render(&home);
+    let backend = FakeBackend::start().await;
+    let front = TlsFront::start(&pki, backend.addr()).await;
+    let claude = FakeClaude::install(&home.bin_dir());
+    let url = front.url();
+    let mut cfg = DaemonConfig::new(&url, &["agent_a"]);
+    cfg.transport = t.name().to_string();
+    let mut config = cfg.render(&home);
     if insecure {
         let line = format!("url = \"{url}\"\n");
         assert!(config.contains(&line), "{config}");
         config = config.replacen(&line, &format!("{line}insecure = true\n"), 1);
     }
     home.write_config(&config);
-    Case { home, pki, backend }
+    Case {
+        claude,
+        front,
+        backend,
+        home,
+        pki,
+        t,
+    }
 }
 
 impl Case {
@@ -221,32 +226,67 @@ impl Case {
         p
     }
 
+    /// The URL of the request a session starts with, as the daemon names
+    /// it in its errors.
+    fn handshake_url(&self) -> String {
+        let scheme = match self.t {
+            Transport::Ws => "wss",
+            Transport::Sse => "https",
+        };
+        let port = self.front.addr.port();
+        format!("{scheme}://localhost:{port}{}", self.t.handshake_path())
+    }
+
     /// Panic with everything useful for diagnosing a failed wait.
     fn fail(&self, d: &Daemon, what: &str) -> ! {
         panic!(
-            "timed out waiting for {what}\nserver saw: {:#?}\nstatus: {:#}\ndaemon output:\n{}",
-            self.backend.seen(),
+            "timed out waiting for {what}\nTLS failures: {:#?}\nbackend saw: {:#?}\nstatus: {:#}\ndaemon output:\n{}",
+            self.front.failures(),
+            self.backend.upgrades(),
             status_json(&self.home),
             d.output(&self.home)
         )
     }
 
-    /// The server gets the full handshake: upgrade on the daemon's path,
-    /// then `ready` and `resume`, in that order; status says connected.
-    async fn expect_handshake(&self, d: &Daemon) {
-        let seen = match self.backend.wait_for(|s| s.frames.len() >= 2).await {
-            Some(s) => s,
-            None => self.fail(d, "ready and resume over TLS"),
-        };
-        assert!(seen.tls_failures.is_empty(), "{:?}", seen.tls_failures);
-        assert_eq!(seen.upgrades, [WS_PATH]);
-        let types: Vec<&str> = seen.frames.iter().map(frame_type).collect();
-        assert_eq!(types[..2], ["ready", "resume"], "{:?}", seen.frames);
+    /// The whole session over TLS: the handshake (`ready`, then `resume`),
+    /// status connected with the backend's host id, then a deliver acked
+    /// `received` and its wake's final status reported (over SSE each of
+    /// those is a POST through TLS).
+    async fn expect_session(&self, d: &Daemon) {
+        let mut conn = self.backend.next_connection(T).await;
+        let ready = conn.recv(T).await;
+        assert_eq!(frame_type(&ready), "ready", "{ready}");
+        conn.recv_type("resume", T).await;
+        assert!(
+            self.front.failures().is_empty(),
+            "{:?}",
+            self.front.failures()
+        );
+        let paths: Vec<String> = self
+            .backend
+            .upgrades()
+            .into_iter()
+            .map(|u| u.path)
+            .collect();
+        assert_eq!(
+            paths.first().map(String::as_str),
+            Some(self.t.handshake_path())
+        );
         let status = wait_status(&self.home, |v| v["connection"]["state"] == "connected")
             .await
             .unwrap_or_else(|| self.fail(d, "status connected"));
-        assert_eq!(status["host_id"], "host_tls");
+        assert_eq!(status["host_id"], DEFAULT_HOST_ID);
         assert!(status["last_error"].is_null(), "{status:#}");
+
+        conn.send(deliver(1, "agent_a", "m1", "over TLS")).await;
+        let ack = conn.recv_type("delivery_ack", T).await;
+        assert_eq!(ack["payload"]["status"], "received", "{ack}");
+        self.backend
+            .wait_for_frame(T, |f| {
+                frame_type(f) == "agent_status" && f["payload"]["status"] == "idle"
+            })
+            .await;
+        assert_eq!(self.claude.calls().len(), 1);
     }
 }
 
@@ -277,9 +317,8 @@ fn certificate_error(v: &Value) -> bool {
         .is_some_and(|e| e.contains("certificate"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying() {
-    let c = setup(false).await;
+async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying(t: Transport) {
+    let c = setup(t, false).await;
     let mut d = Daemon::start_with_env(&c.home, TIMING, &[]);
 
     let status = wait_status(&c.home, certificate_error)
@@ -291,7 +330,7 @@ async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying() {
     eprintln!("last_error: {err}");
     for needle in [
         "TLS certificate problem",
-        &format!("wss://localhost:{}{WS_PATH}", c.backend.addr.port()),
+        &c.handshake_url(),
         "not signed by a trusted certificate authority",
         "SSL_CERT_FILE",
         "insecure = true",
@@ -300,15 +339,19 @@ async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying() {
     }
 
     // Not terminal (unlike a 401): it keeps trying, the handshake keeps
-    // failing on the certificate, and no upgrade ever happens.
-    let seen = c
-        .backend
-        .wait_for(|s| s.tls_failures.len() >= 3)
-        .await
-        .unwrap_or_else(|| c.fail(&d, "three failed TLS handshakes"));
+    // failing on the certificate, and no request ever reaches the backend.
+    if c.front.wait_failures(3).await.is_none() {
+        c.fail(&d, "three failed TLS handshakes");
+    }
     assert!(
-        seen.upgrades.is_empty() && seen.frames.is_empty(),
-        "{seen:?}"
+        c.backend.upgrades().is_empty(),
+        "{:?}",
+        c.backend.upgrades()
+    );
+    assert!(
+        c.backend.all_frames().is_empty(),
+        "{:?}",
+        c.backend.all_frames()
     );
     assert!(
         d.child.try_wait().unwrap().is_none(),
@@ -327,17 +370,15 @@ async fn untrusted_ca_is_a_certificate_error_and_the_daemon_keeps_retrying() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ca_trusted_through_ssl_cert_file_verifies_and_connects() {
-    let c = setup(false).await;
+async fn ca_trusted_through_ssl_cert_file_verifies_and_a_deliver_round_trips(t: Transport) {
+    let c = setup(t, false).await;
     let ca = c.write_ca();
     let d = Daemon::start_with_env(&c.home, TIMING, &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
-    c.expect_handshake(&d).await;
+    c.expect_session(&d).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn insecure_server_skips_verification_and_connects() {
-    let c = setup(true).await;
+async fn insecure_server_skips_verification_and_a_deliver_round_trips(t: Transport) {
+    let c = setup(t, true).await;
     let d = Daemon::start_with_env(&c.home, TIMING, &[]);
-    c.expect_handshake(&d).await;
+    c.expect_session(&d).await;
 }

@@ -19,7 +19,7 @@ pub struct DaemonConfig {
     /// Lines added to `[profiles.default]`.
     pub profile_lines: String,
     /// `[servers.test] transport`: `ws` unless a test says otherwise (the
-    /// fake backend speaks WebSocket only; the daemon's default is `auto`).
+    /// fake backend speaks both; the daemon's default is `auto`).
     pub transport: String,
 }
 
