@@ -5,13 +5,16 @@
 //! carries `Authorization: Bearer sk_machine_…` (README "Logs").
 
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::Filter;
 use tracing_subscriber::registry::LookupSpan;
 
-/// Overrides the configured level; an `EnvFilter` directive string
-/// (`debug`, `info,cloudagent_daemon=trace`). Empty means unset.
+/// Overrides the configured level: a level, or comma-separated
+/// `target=level` directives (`debug`, `info,cloudagent_daemon=trace`).
+/// Empty means unset. Parsed as `tracing_subscriber`'s `Targets` rather
+/// than `EnvFilter`: the same syntax without span and field filters, and
+/// without the regex engine they bring into the daemon's resident code
+/// (README "Benchmarks", idle RSS).
 pub const ENV: &str = "CLOUDAGENT_LOG";
 
 /// Every crate that handles a connection's bytes or headers, the ones
@@ -41,7 +44,7 @@ const TRANSPORT_TARGETS: &[&str] = &[
 ///
 /// The cap is a second filter every event must also pass rather than
 /// `tungstenite=info`-style directives added to the user's filter: inside
-/// one `EnvFilter` a more specific directive of the user's
+/// one filter a more specific directive of the user's
 /// (`tungstenite::handshake=trace`) would win over ours, and ours would
 /// raise those libraries to `info` when the user asked for `warn`.
 pub fn chosen<S>(default: &str) -> impl Filter<S> + use<S>
@@ -51,13 +54,17 @@ where
     user(default).and(transport_cap())
 }
 
-fn user(default: &str) -> EnvFilter {
+fn user(default: &str) -> Targets {
     let from_env = std::env::var(ENV).ok().filter(|v| !v.trim().is_empty());
     let spec = from_env.as_deref().unwrap_or(default);
-    EnvFilter::try_new(spec).unwrap_or_else(|e| {
+    parse(spec).unwrap_or_else(|e| {
         eprintln!("warning: {ENV}: cannot use the log filter {spec:?} ({e}); using {default:?}");
-        EnvFilter::new(default)
+        parse(default).unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
     })
+}
+
+fn parse(spec: &str) -> Result<Targets, tracing_subscriber::filter::ParseError> {
+    spec.trim().parse()
 }
 
 fn transport_cap() -> Targets {
@@ -95,5 +102,17 @@ mod tests {
         }
         assert!(cap.would_enable("cloudagent_daemon::runtime", &tracing::Level::TRACE));
         assert!(cap.would_enable("rmcp::service", &tracing::Level::TRACE));
+    }
+
+    #[test]
+    fn user_filters_parse_as_levels_and_directives() {
+        let f = parse("debug").unwrap();
+        assert!(f.would_enable("anything", &tracing::Level::DEBUG));
+        assert!(!f.would_enable("anything", &tracing::Level::TRACE));
+        let f = parse(" info,cloudagent_daemon::runtime=trace ").unwrap();
+        assert!(f.would_enable("cloudagent_daemon::runtime::wake", &tracing::Level::TRACE));
+        assert!(!f.would_enable("cloudagent_daemon::config", &tracing::Level::DEBUG));
+        assert!(f.would_enable("cloudagent_daemon::config", &tracing::Level::INFO));
+        assert!(parse("info,=nonsense=").is_err());
     }
 }
