@@ -21,8 +21,22 @@ use crate::fsutil;
 /// Zeros kept ahead of the last record; the file grows by this much at a
 /// time, so one sync in this many bytes of records also commits a new size.
 const CHUNK: u64 = 1 << 20;
-/// One chunk of padding (zero-initialised, so it costs no file space).
-static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
+/// Zeros written from here, a piece at a time. Small on purpose: write(2)
+/// reads the whole source, and a source as large as the chunk would fault
+/// a whole chunk of the binary's read-only data into the daemon's resident
+/// memory (and make the binary that much larger).
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Write `len` zeros at `at`.
+fn write_zeros(file: &File, mut at: u64, len: u64) -> io::Result<()> {
+    let end = at + len;
+    while at < end {
+        let n = (end - at).min(ZEROS.len() as u64);
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
 
 pub struct Journal {
     path: PathBuf,
@@ -135,7 +149,7 @@ impl Journal {
             // Grow by a chunk of zeros right after the record (written
             // separately: a large record is not copied to append them).
             self.file.write_all_at(record, self.pos)?;
-            self.file.write_all_at(&ZEROS, end)?;
+            write_zeros(&self.file, end, CHUNK)?;
             self.allocated = self.allocated.max(end + CHUNK);
         }
         self.pos = end;
@@ -226,10 +240,8 @@ impl Journal {
             from,
             epoch,
         };
-        let mut contents = Vec::with_capacity(records.len() + CHUNK as usize);
-        contents.extend_from_slice(records);
-        contents.resize(records.len() + CHUNK as usize, 0);
-        rewrite.file.write_all_at(&contents, 0)?;
+        rewrite.file.write_all_at(records, 0)?;
+        write_zeros(&rewrite.file, records.len() as u64, CHUNK)?;
         rewrite.file.sync_data()?;
         Ok(rewrite)
     }
