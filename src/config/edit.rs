@@ -97,7 +97,7 @@ impl ConfigFile {
         } else {
             shown.clone()
         };
-        let hunks = crate::reconcile::plan::unified_diff(&self.original, &self.text());
+        let hunks = crate::reconcile::file_diff::unified_diff(&self.original, &self.text());
         format!("--- {old}\n+++ {shown}\n{hunks}")
     }
 

@@ -5,6 +5,7 @@
 //! `apply` executes it, recording what it manages in an `inventory`.
 
 pub mod apply;
+pub mod file_diff;
 pub mod inventory;
 pub mod lock;
 pub mod model;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::file_diff::FileDiff;
 use super::inventory::{Inventory, ServiceRecord};
 use super::model::{DirMode, Display, Entry, Kind, ResourceId, Seen, UnitTarget, Want};
 use super::observe::Observed;
@@ -55,7 +56,7 @@ pub enum Op {
         /// Written once, then owned by someone else (MEMORY.md).
         create_only: bool,
         /// Unified diff, secrets masked.
-        diff: String,
+        diff: FileDiff,
         /// Only secret values differ, so the diff shows nothing.
         sensitive_change: bool,
         #[serde(skip)]
@@ -947,8 +948,8 @@ fn write_op(
     };
     let old_shown = shown(old.unwrap_or(""));
     let new_shown = shown(new);
-    let diff = unified_diff(&old_shown, &new_shown);
     let sensitive_change = old_shown == new_shown && old.unwrap_or("") != new;
+    let diff = FileDiff::new(old_shown, new_shown);
     Op::Write {
         path: path.to_path_buf(),
         mode,
@@ -958,17 +959,4 @@ fn write_op(
         sensitive_change,
         content: new.to_string(),
     }
-}
-
-/// Hunks only (no `---`/`+++` header: the op line names the file).
-pub fn unified_diff(old: &str, new: &str) -> String {
-    let diff = similar::TextDiff::from_lines(old, new);
-    let mut out = String::new();
-    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
-        out.push_str(&hunk.to_string());
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-    }
-    out
 }

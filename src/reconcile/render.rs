@@ -125,7 +125,7 @@ fn op_text(out: &mut String, op: &Op, home: &Path) {
             if *sensitive_change {
                 let _ = writeln!(out, "          (sensitive value changed)");
             }
-            for line in diff.lines() {
+            for line in diff.hunks().lines() {
                 let _ = writeln!(out, "          {line}");
             }
         }
