@@ -20,7 +20,9 @@
 //! it, as a fdatasync next to other processes' syncs (the wakes') can cost
 //! far less than a lone one (README.md, "Benchmarks").
 //!
-//! Run: `cargo bench --bench daemon`.
+//! Run: `cargo bench --bench daemon`; `cargo bench --bench daemon -- idle`
+//! measures only the idle RSS, five daemons per mode, with its anonymous and
+//! file-backed parts (the file pages are mostly the binary's own code).
 
 #[path = "support/backend.rs"]
 mod backend;
@@ -182,16 +184,26 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let mut verdict = Verdict::default();
+    if std::env::args().skip(1).any(|a| a == "idle") {
+        runtime.block_on(idle_only(&mut verdict));
+        return finish(verdict);
+    }
     let mut figures = Vec::new();
     for mode in [Mode::Ws, Mode::Sse] {
         println!("== {} ==", mode.title());
         figures.push(runtime.block_on(bench(&mut verdict, mode)));
     }
-    let tls_idle = runtime.block_on(idle_rss(Mode::SseTls, &mut verdict));
+    let tls_idle = runtime
+        .block_on(idle_rss(Mode::SseTls, &mut verdict))
+        .map(|m| m.rss_kib);
     side_by_side(&figures, tls_idle);
     runtime.block_on(daemon_flood::run(&mut verdict));
     help_time(&mut verdict);
-    // Every daemon and child was dropped (killed, reaped) above.
+    finish(verdict);
+}
+
+/// Every daemon and child was dropped (killed, reaped) before this.
+fn finish(verdict: Verdict) {
     if verdict.failures.is_empty() {
         println!("PASS: nothing lost, duplicated or missing at the deadlines");
     } else {
@@ -373,7 +385,7 @@ async fn connected(mode: Mode, home: &Path) -> Result<(Killed, Conn), String> {
 }
 
 /// Connected, nothing to do: the daemon's resident memory.
-async fn idle_rss(mode: Mode, v: &mut Verdict) -> Option<u64> {
+async fn idle_rss(mode: Mode, v: &mut Verdict) -> Option<proc_mem::Mem> {
     let home = tempfile::tempdir().expect("tempdir");
     let (daemon, conn) = match connected(mode, home.path()).await {
         Ok(c) => c,
@@ -386,7 +398,35 @@ async fn idle_rss(mode: Mode, v: &mut Verdict) -> Option<u64> {
     let idle = proc_mem::of(daemon.0.id());
     drop(conn);
     drop(daemon);
-    idle.map(|m| m.rss_kib)
+    idle
+}
+
+/// Idle RSS alone, min/median over several daemons per mode.
+async fn idle_only(v: &mut Verdict) {
+    const RUNS: usize = 5;
+    println!(
+        "idle RSS, {RUNS} daemons per mode (min / median; anonymous and file-backed of the median)"
+    );
+    for mode in [Mode::Ws, Mode::Sse, Mode::SseTls] {
+        let mut runs = Vec::new();
+        for _ in 0..RUNS {
+            runs.extend(idle_rss(mode, v).await);
+        }
+        runs.sort_by_key(|m| m.rss_kib);
+        let (Some(min), Some(med)) = (runs.first(), runs.get(runs.len() / 2)) else {
+            println!("  {:<22} n/a", mode.title());
+            continue;
+        };
+        let mib = |k: u64| k as f64 / 1024.0;
+        println!(
+            "  {:<22} {:.2} / {:.2} MiB  (anon {:.2}, file {:.2})",
+            mode.title(),
+            mib(min.rss_kib),
+            mib(med.rss_kib),
+            mib(med.anon_kib),
+            mib(med.file_kib)
+        );
+    }
 }
 
 async fn bench(v: &mut Verdict, mode: Mode) -> Figures {

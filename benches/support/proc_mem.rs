@@ -1,11 +1,15 @@
-//! A process's memory as the kernel counts it: resident now (VmRSS) and the
-//! peak since it started (VmHWM), from `/proc/<pid>/status`. Linux only;
+//! A process's memory as the kernel counts it: resident now (VmRSS, and of
+//! it the anonymous pages and the pages of mapped files such as the binary's
+//! own code) and the peak since it started (VmHWM), from
+//! `/proc/<pid>/status`. Linux only;
 //! elsewhere the figures are unknown and the benches print `n/a`.
 
 #[derive(Debug, Clone, Copy)]
 pub struct Mem {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    pub anon_kib: u64,
+    pub file_kib: u64,
 }
 
 #[cfg(target_os = "linux")]
@@ -20,6 +24,8 @@ pub fn of(pid: u32) -> Option<Mem> {
     Some(Mem {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
+        anon_kib: field("RssAnon:")?,
+        file_kib: field("RssFile:")?,
     })
 }
 
