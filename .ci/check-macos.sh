@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Type-check the crate (library, binary, tests, benches) for macOS from
-# Linux. No macOS SDK or linker is needed for a check; the C parts of
-# dependencies (ring) are only compiled, never linked, so a stub compiler
-# that produces empty objects is enough. Needs the Rust standard library for
+# Type-check and lint (clippy, warnings are errors, as on Linux) the crate
+# (library, binary, tests, benches) for macOS from Linux. No macOS SDK or
+# linker is needed for a check; the C parts of dependencies (ring) are only
+# compiled, never linked, so a stub compiler that produces empty objects is
+# enough. Needs the Rust standard library for
 # the target: `rustup target add x86_64-apple-darwin` (done here if missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,4 +37,4 @@ SH
 chmod +x "$stub/cc" "$stub/ar"
 
 CC_x86_64_apple_darwin="$stub/cc" AR_x86_64_apple_darwin="$stub/ar" \
-    cargo check --locked --all-targets --target "$TARGET" "$@"
+    cargo clippy --locked --all-targets --target "$TARGET" "$@" -- -D warnings

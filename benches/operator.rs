@@ -43,8 +43,11 @@ const EDITS: usize = 50;
 const SCRAPES: usize = 200;
 /// One edit must be applied within this, or it is a failure.
 const PER_EDIT: Duration = Duration::from_secs(10);
+/// The idle window (measured on Linux only, see `idle`).
+#[cfg(target_os = "linux")]
 const IDLE: Duration = Duration::from_secs(60);
 /// Before the idle window.
+#[cfg(target_os = "linux")]
 const SETTLE: Duration = Duration::from_secs(15);
 
 struct Home {
