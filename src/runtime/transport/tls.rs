@@ -49,6 +49,28 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The rustls error somewhere in `e`'s chain, for [`tls_error`]. Both
+/// transports get it wrapped in an `io::Error` (tokio-rustls under
+/// tungstenite, hyper under reqwest), whose `source()` skips the error it
+/// wraps, so each `io::Error` is opened by hand.
+pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(err) = s.downcast_ref::<rustls::Error>() {
+            return Some(err);
+        }
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && let Some(err) = rustls_error(inner)
+        {
+            return Some(err);
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// A rustls error from the handshake, in words a user can act on. Only a
 /// rejected certificate is a [`ConnectError::Certificate`]; anything else
 /// (a server that does not speak TLS, no common cipher suite, ...) is not
@@ -287,5 +309,21 @@ mod tests {
             text.contains("presents a CA certificate as its own"),
             "{text}"
         );
+    }
+
+    /// How hyper hands a failed TLS handshake up: the rustls error inside
+    /// an `io::Error`, inside another error (tokio-rustls under tungstenite
+    /// hands up the `io::Error` alone).
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn rustls_error_is_found_inside_an_io_error() {
+        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = Outer(std::io::Error::other(rustls.clone()));
+        assert_eq!(rustls_error(&e), Some(&rustls));
+        let plain = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(rustls_error(&plain), None);
     }
 }

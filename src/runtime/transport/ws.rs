@@ -104,12 +104,7 @@ fn upgrade_error(url: &str, host: &str, e: tungstenite::Error) -> ConnectError {
                 status,
             },
         },
-        // tokio-rustls reports a failed handshake as an io::Error
-        // (InvalidData) wrapping the rustls::Error.
-        tungstenite::Error::Io(e) => match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        tungstenite::Error::Io(e) => match tls::rustls_error(&e) {
             Some(err) => tls::tls_error(url, host, err),
             None if cut(e.kind()) => ConnectError::UpgradeCut {
                 url: url.to_string(),

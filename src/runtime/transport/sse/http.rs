@@ -109,7 +109,7 @@ pub fn describe(url: &str, e: &reqwest::Error) -> String {
         .and_then(|u| u.host_str())
         .unwrap_or_default()
         .to_string();
-    if let Some(err) = rustls_error(e) {
+    if let Some(err) = tls::rustls_error(e) {
         return tls::tls_error(url, &host, err).to_string();
     }
     let mut text = e.to_string();
@@ -120,27 +120,6 @@ pub fn describe(url: &str, e: &reqwest::Error) -> String {
         source = s.source();
     }
     format!("cannot reach {url}: {text}")
-}
-
-/// The rustls error somewhere in `e`'s chain. It arrives wrapped in an
-/// `io::Error`, whose `source()` skips the error it wraps, so each
-/// `io::Error` is opened by hand.
-fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut source = Some(e);
-    while let Some(s) = source {
-        if let Some(err) = s.downcast_ref::<rustls::Error>() {
-            return Some(err);
-        }
-        if let Some(inner) = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            && let Some(err) = rustls_error(inner)
-        {
-            return Some(err);
-        }
-        source = s.source();
-    }
-    None
 }
 
 /// `Retry-After` in seconds (an HTTP date is not honoured: the backoff
@@ -186,20 +165,5 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None);
-    }
-
-    /// How hyper hands a failed TLS handshake up: the rustls error inside
-    /// an `io::Error`, inside another error.
-    #[derive(Debug, thiserror::Error)]
-    #[error("client error (Connect)")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn rustls_error_is_found_inside_an_io_error() {
-        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let e = Outer(std::io::Error::other(rustls.clone()));
-        assert_eq!(rustls_error(&e), Some(&rustls));
-        let plain = Outer(std::io::Error::other("connection refused"));
-        assert_eq!(rustls_error(&plain), None);
     }
 }
