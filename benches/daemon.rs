@@ -465,11 +465,7 @@ async fn bench(v: &mut Verdict, mode: Mode) -> Figures {
 /// The two transports' figures next to each other, with their ratio.
 fn side_by_side(f: &[Figures], tls_idle: Option<u64>) {
     let [ws, sse] = f else { return };
-    let mib = |k: Option<u64>| {
-        k.map_or("n/a".to_string(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        })
-    };
+    let mib = |k: Option<u64>| k.map_or("n/a".to_string(), proc_mem::mib);
     println!("== side by side ==");
     println!(
         "  {:<34}{:>14}{:>14}{:>10}",

@@ -34,7 +34,8 @@ pub fn of(_pid: u32) -> Option<Mem> {
     None
 }
 
-fn mib(kib: u64) -> String {
+/// "6.4 MiB".
+pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
